@@ -1,0 +1,79 @@
+//! The command line: one file per command, all parsed by clap from the definitions here
+//! (so completions and man pages come from the same source). Each command returns the
+//! process's exit code; errors carry their own (see `error::exit`).
+
+pub mod init;
+pub mod output;
+pub mod status;
+pub mod submit;
+pub mod worker;
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::spool::{DEFAULT_SPOOL, Spool};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spack-installer",
+    version,
+    about = "A multi-user queue for Spack installs",
+    long_about = "A multi-user queue for Spack installs. Users in the submitters' group drop jobs into a \
+                  spool directory; one worker installs them with the site's Spack.\n\n\
+                  Exit codes: 0 success, 1 failure, 2 usage error, 3 not permitted, 4 no such job, \
+                  5 another worker holds the lock."
+)]
+pub struct Cli {
+    /// The spool directory.
+    #[arg(long, global = true, env = "SPACK_INSTALLER_SPOOL", default_value = DEFAULT_SPOOL, value_name = "DIR")]
+    pub spool: PathBuf,
+    /// The config file [default: /etc/spack-installer/config.toml when present]
+    #[arg(
+        long,
+        global = true,
+        env = "SPACK_INSTALLER_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or repair the spool layout (as root: a shared spool; otherwise a private one).
+    Init(init::Args),
+    /// Queue Spack installs.
+    Submit(submit::Args),
+    /// Show the queue.
+    Status(status::Args),
+    /// Run or control the worker.
+    #[command(subcommand)]
+    Worker(worker::Command),
+}
+
+/// What every command gets.
+pub struct Ctx {
+    pub spool: Spool,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Ctx {
+    pub fn config(&self) -> Result<Config> {
+        Config::load(self.config_path.as_deref())
+    }
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let ctx = Ctx {
+        spool: Spool::new(cli.spool),
+        config_path: cli.config,
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Submit(a) => submit::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Worker(c) => worker::run(&ctx, c),
+    }
+}

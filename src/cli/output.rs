@@ -1,0 +1,215 @@
+//! What commands show: one view of a job for tables and for `--json` (the JSON shape is
+//! documented in the README and kept stable), Spack's progress read from a log, and
+//! the table style (colour only on a terminal, never with NO_COLOR).
+
+use crate::job::{Body, Job, JobFile, State};
+use crate::spool::{Dir, Spool};
+use crate::time::Timestamp;
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+use std::io::IsTerminal;
+use std::path::Path;
+
+/// Spack's `[n/m]` progress.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Progress {
+    pub done: u32,
+    pub total: u32,
+}
+
+/// The last `==> Installing ... [n/m]` of a log. Best effort: Spack's output changes
+/// between versions, and nothing depends on this but the display.
+pub fn progress(log: &Path) -> Option<Progress> {
+    let text = crate::worker::tail(log, 16 * 1024)?;
+    text.lines().rev().find_map(parse_progress)
+}
+
+pub fn parse_progress(line: &str) -> Option<Progress> {
+    let rest = line.strip_prefix("==> Installing ")?;
+    let open = rest.rfind('[')?;
+    let (done, total) = rest[open + 1..]
+        .trim_end()
+        .strip_suffix(']')?
+        .split_once('/')?;
+    Some(Progress {
+        done: done.trim().parse().ok()?,
+        total: total.trim().parse().ok()?,
+    })
+}
+
+/// One job, as `status --json` and `show --json` print it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: Option<u64>,
+    pub name: String,
+    pub state: String,
+    pub spec: String,
+    pub priority: String,
+    pub owner: String,
+    pub owner_uid: Option<u32>,
+    pub submitted_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Seconds waited before starting (or so far).
+    pub waited_s: Option<u64>,
+    /// Seconds running (or so far).
+    pub ran_s: Option<u64>,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub dependencies: Vec<String>,
+    pub after: Vec<u64>,
+    pub estimated_time_s: Option<u64>,
+    pub timeout_s: Option<u64>,
+    pub note: Option<String>,
+    pub retry_of: Option<u64>,
+    pub progress: Option<Progress>,
+    pub argv: Vec<String>,
+    pub file: String,
+    pub log: Option<String>,
+    pub ticket: Option<String>,
+}
+
+impl JobView {
+    pub fn of(spool: &Spool, dir: Dir, job: &Job, now: Timestamp) -> JobView {
+        let name = job.name();
+        let st = &job.state;
+        // The directory is the truth; a rejected file says so itself.
+        let state = match (dir.state(), st.state) {
+            (Some(State::Failed), State::Rejected) => State::Rejected,
+            (Some(s), _) => s,
+            (None, s) => s,
+        };
+        let sub = match &job.body {
+            Body::Valid(s) => Some(s),
+            Body::Rejected { .. } => None,
+        };
+        let end_wait = st.started_at.or(st.finished_at).unwrap_or(now);
+        let log = spool.log_path(&name);
+        JobView {
+            id: Some(job.meta.id.0),
+            name: name.to_string(),
+            state: state.to_string(),
+            spec: job.spec_text().to_string(),
+            priority: job.priority().to_string(),
+            owner: job.meta.owner.clone(),
+            owner_uid: Some(job.meta.owner_uid),
+            submitted_at: Some(job.meta.submitted_at.to_string()),
+            started_at: st.started_at.map(|t| t.to_string()),
+            finished_at: st.finished_at.map(|t| t.to_string()),
+            waited_s: Some(job.meta.submitted_at.until(end_wait).as_secs()),
+            ran_s: st
+                .started_at
+                .map(|s| s.until(st.finished_at.unwrap_or(now)).as_secs()),
+            attempts: st.attempts,
+            exit_code: st.exit_code,
+            reason: st.reason.clone(),
+            dependencies: sub.map(|s| s.dependencies.clone()).unwrap_or_default(),
+            after: sub
+                .map(|s| s.after.iter().map(|a| a.0).collect())
+                .unwrap_or_default(),
+            estimated_time_s: sub.and_then(|s| s.estimated_time).map(|d| d.as_secs()),
+            timeout_s: sub.and_then(|s| s.timeout).map(|d| d.as_secs()),
+            note: sub.and_then(|s| s.note.clone()),
+            retry_of: sub.and_then(|s| s.retry_of).map(|r| r.0),
+            progress: if state == State::Running {
+                progress(&log)
+            } else {
+                None
+            },
+            argv: st.argv.clone(),
+            file: spool.job_path(dir, &name).display().to_string(),
+            log: log.exists().then(|| log.display().to_string()),
+            ticket: Some(job.meta.ticket.clone()),
+        }
+    }
+
+    /// A file still in `incoming/`, not yet taken by the worker.
+    pub fn incoming(spool: &Spool, ticket: &str) -> JobView {
+        let path = spool.dir(Dir::Incoming).join(ticket);
+        let meta = std::fs::symlink_metadata(&path).ok();
+        let parsed = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| JobFile::parse(&t).ok());
+        use std::os::unix::fs::MetadataExt;
+        JobView {
+            id: None,
+            name: ticket.to_string(),
+            state: "incoming".into(),
+            spec: parsed
+                .as_ref()
+                .map(|p| p.spec.clone())
+                .unwrap_or_else(|| "?".into()),
+            priority: parsed
+                .as_ref()
+                .and_then(|p| p.priority)
+                .unwrap_or_default()
+                .to_string(),
+            owner: meta
+                .as_ref()
+                .map(|m| crate::identity::user_name(m.uid()))
+                .unwrap_or_default(),
+            owner_uid: meta.as_ref().map(|m| m.uid()),
+            submitted_at: meta
+                .as_ref()
+                .and_then(|m| m.modified().ok())
+                .map(|t| Timestamp::from_system(t).to_string()),
+            started_at: None,
+            finished_at: None,
+            waited_s: None,
+            ran_s: None,
+            attempts: 0,
+            exit_code: None,
+            reason: None,
+            dependencies: parsed
+                .as_ref()
+                .map(|p| p.dependencies.clone())
+                .unwrap_or_default(),
+            after: parsed
+                .as_ref()
+                .map(|p| p.after.iter().map(|a| a.0).collect())
+                .unwrap_or_default(),
+            estimated_time_s: None,
+            timeout_s: None,
+            note: parsed.as_ref().and_then(|p| p.note.clone()),
+            retry_of: None,
+            progress: None,
+            argv: Vec::new(),
+            file: path.display().to_string(),
+            log: None,
+            ticket: Some(ticket.to_string()),
+        }
+    }
+}
+
+/// Should output be coloured: stdout is a terminal and NO_COLOR is unset.
+pub fn use_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().map(|h| h.to_string()));
+    if !use_color() {
+        t.force_no_tty();
+    }
+    t
+}
+
+/// The colour of a state in tables.
+pub fn state_cell(state: &str) -> comfy_table::Cell {
+    use comfy_table::{Cell, Color};
+    let c = Cell::new(state);
+    if !use_color() {
+        return c;
+    }
+    match state {
+        "done" => c.fg(Color::Green),
+        "failed" | "rejected" => c.fg(Color::Red),
+        "running" => c.fg(Color::Cyan),
+        "cancelled" => c.fg(Color::DarkGrey),
+        _ => c,
+    }
+}

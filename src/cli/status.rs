@@ -1,0 +1,284 @@
+//! `status`: the queue at a glance. By default the active jobs (incoming, pending,
+//! running) and the last few finished ones, which the worker lists in `worker.toml`, so
+//! the cost does not grow with history: `done/` is not read unless `--all` or `--state`
+//! asks for it.
+
+use super::Ctx;
+use super::output::{JobView, state_cell, table};
+use crate::error::Result;
+use crate::job::JobName;
+use crate::spool::status::{Liveness, Paused, WorkerStatus};
+use crate::spool::{Dir, store};
+use crate::time::{Timestamp, short};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only jobs in these states (incoming, pending, running, done, failed, rejected, cancelled).
+    #[arg(long = "state", value_name = "STATE")]
+    pub states: Vec<String>,
+    /// Only jobs of this user.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Every job, including all finished ones.
+    #[arg(long)]
+    pub all: bool,
+    /// More columns: note, reason, attempts.
+    #[arg(short, long)]
+    pub verbose: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The worker as `status --json` reports it.
+#[derive(Debug, Serialize)]
+pub struct WorkerView {
+    pub state: Liveness,
+    pub pid: Option<u32>,
+    pub heartbeat_age_s: Option<u64>,
+    pub mode: Option<String>,
+    pub running: Vec<String>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub spool: String,
+    pub worker: WorkerView,
+    pub paused: Option<Paused>,
+    pub counts: Counts,
+    pub jobs: Vec<JobView>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub incoming: usize,
+    pub pending: usize,
+    pub running: usize,
+}
+
+const VALID_STATES: [&str; 7] = [
+    "incoming",
+    "pending",
+    "running",
+    "done",
+    "failed",
+    "rejected",
+    "cancelled",
+];
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    for s in &a.states {
+        if !VALID_STATES.contains(&s.as_str()) {
+            return Err(crate::Error::Usage(format!(
+                "--state {s}: use one of {}",
+                VALID_STATES.join(", ")
+            )));
+        }
+    }
+    let view = collect(ctx, &a)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).expect("serializes")
+        );
+    } else {
+        print_human(&view, a.verbose);
+    }
+    Ok(0)
+}
+
+pub fn worker_view(ctx: &Ctx, now: Timestamp) -> WorkerView {
+    let max_age = ctx
+        .config()
+        .map(|c| c.max_heartbeat_age.value)
+        .unwrap_or(Duration::from_secs(60));
+    match WorkerStatus::read(&ctx.spool) {
+        None => WorkerView {
+            state: Liveness::NotRunning,
+            pid: None,
+            heartbeat_age_s: None,
+            mode: None,
+            running: vec![],
+            dry_run: false,
+        },
+        Some(w) => WorkerView {
+            state: w.liveness(now, max_age),
+            pid: Some(w.pid),
+            heartbeat_age_s: Some(w.heartbeat.until(now).as_secs()),
+            mode: Some(format!("{:?}", w.state).to_lowercase()),
+            running: w.running.clone(),
+            dry_run: w.dry_run,
+        },
+    }
+}
+
+pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
+    let now = Timestamp::now();
+    let spool = &ctx.spool;
+    let wanted = |s: &str| a.states.is_empty() || a.states.iter().any(|x| x == s);
+    let mut jobs = Vec::new();
+    let mut counts = Counts::default();
+    let incoming = store::list_incoming(spool)?;
+    counts.incoming = incoming.len();
+    if wanted("incoming") {
+        jobs.extend(incoming.iter().map(|t| JobView::incoming(spool, t)));
+    }
+    for dir in [Dir::Pending, Dir::Running] {
+        let names = store::list(spool, dir)?;
+        match dir {
+            Dir::Pending => counts.pending = names.len(),
+            _ => counts.running = names.len(),
+        }
+        if wanted(dir.name()) {
+            jobs.extend(read_views(ctx, dir, &names, now));
+        }
+    }
+    let finished_wanted = a.all
+        || a.states
+            .iter()
+            .any(|s| ["done", "failed", "rejected", "cancelled"].contains(&s.as_str()));
+    if finished_wanted {
+        for dir in Dir::FINISHED {
+            if a.all
+                || a.states.is_empty()
+                || wanted(dir.name())
+                || (dir == Dir::Failed && wanted("rejected"))
+            {
+                let names = store::list(spool, dir)?;
+                jobs.extend(
+                    read_views(ctx, dir, &names, now)
+                        .into_iter()
+                        .filter(|v| wanted(&v.state) || a.all),
+                );
+            }
+        }
+    } else if a.states.is_empty() {
+        // The last few finished jobs, as the worker listed them: no directory scan.
+        let recent = WorkerStatus::read(spool)
+            .map(|w| w.recent)
+            .unwrap_or_default();
+        for n in recent.iter().take(5).rev() {
+            let Some(name) = JobName::from_file_name(&format!("{n}.toml")) else {
+                continue;
+            };
+            for dir in Dir::FINISHED {
+                if let Ok(job) = store::read(spool, dir, &name) {
+                    jobs.push(JobView::of(spool, dir, &job, now));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(u) = &a.user {
+        jobs.retain(|j| &j.owner == u);
+    }
+    jobs.sort_by_key(|j| (j.id.is_none(), j.id));
+    Ok(StatusView {
+        spool: spool.root().display().to_string(),
+        worker: worker_view(ctx, now),
+        paused: Paused::read(spool),
+        counts,
+        jobs,
+    })
+}
+
+/// Read the jobs of one directory; a file that moved meanwhile is looked for again.
+fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match store::read(&ctx.spool, dir, name) {
+            Ok(job) => out.push(JobView::of(&ctx.spool, dir, &job, now)),
+            Err(_) => {
+                if let Ok(Some((d, n))) = store::locate(&ctx.spool, name.id)
+                    && let Ok(job) = store::read(&ctx.spool, d, &n)
+                {
+                    out.push(JobView::of(&ctx.spool, d, &job, now));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn print_human(v: &StatusView, verbose: bool) {
+    let w = &v.worker;
+    let worker_line = match w.state {
+        Liveness::Running => format!(
+            "worker: {} (pid {}, heartbeat {}s ago{})",
+            w.mode.as_deref().unwrap_or("running"),
+            w.pid.unwrap_or(0),
+            w.heartbeat_age_s.unwrap_or(0),
+            if w.dry_run { ", dry run" } else { "" }
+        ),
+        Liveness::Stale => format!(
+            "worker: STALE (pid {}, no heartbeat for {}s): it may be hung; see `journalctl -u spack-installer`",
+            w.pid.unwrap_or(0),
+            w.heartbeat_age_s.unwrap_or(0)
+        ),
+        Liveness::NotRunning => {
+            "worker: not running (jobs wait in the queue until one starts)".to_string()
+        }
+    };
+    println!("{worker_line}");
+    if let Some(p) = &v.paused {
+        println!(
+            "queue: PAUSED by {} at {}{}",
+            p.by,
+            p.at,
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    println!(
+        "{} incoming, {} pending, {} running",
+        v.counts.incoming, v.counts.pending, v.counts.running
+    );
+    if v.jobs.is_empty() {
+        return;
+    }
+    let mut header = vec![
+        "ID", "STATE", "SPEC", "PRIORITY", "OWNER", "WAITED", "RAN", "INFO",
+    ];
+    if verbose {
+        header.extend(["ATTEMPTS", "NOTE"]);
+    }
+    let mut t = table(&header);
+    for j in &v.jobs {
+        let info = match (&j.progress, &j.reason) {
+            (Some(p), _) => format!("[{}/{}]", p.done, p.total),
+            (None, Some(r)) if j.state != "done" => r.clone(),
+            _ => String::new(),
+        };
+        let mut row = vec![
+            comfy_table::Cell::new(
+                j.id.map(|i| format!("{i:06}"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            state_cell(&j.state),
+            comfy_table::Cell::new(&j.spec),
+            comfy_table::Cell::new(&j.priority),
+            comfy_table::Cell::new(&j.owner),
+            comfy_table::Cell::new(
+                j.waited_s
+                    .map(|s| short(Duration::from_secs(s)))
+                    .unwrap_or_default(),
+            ),
+            comfy_table::Cell::new(
+                j.ran_s
+                    .map(|s| short(Duration::from_secs(s)))
+                    .unwrap_or_default(),
+            ),
+            comfy_table::Cell::new(info),
+        ];
+        if verbose {
+            row.push(comfy_table::Cell::new(j.attempts));
+            row.push(comfy_table::Cell::new(j.note.clone().unwrap_or_default()));
+        }
+        t.add_row(row);
+    }
+    println!("{t}");
+}

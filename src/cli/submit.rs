@@ -1,0 +1,344 @@
+//! `submit`: validate locally (the same checks the worker makes), write each job file
+//! atomically into `incoming/`, and return once it is durable. When a worker runs, wait
+//! briefly for its receipt to print the job's ID; with `--wait`, until the job ends.
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::job::{JobFile, JobId, Priority};
+use crate::spool::intake::{Outcome, Receipt};
+use crate::spool::status::{Liveness, WorkerStatus};
+use crate::spool::transition::create_new_in;
+use crate::spool::{Dir, Spool, store};
+use crate::time::{Timestamp, parse_span};
+use serde::Serialize;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Spack specs, as on `spack install`'s command line: `hdf5@1.14 +mpi ^zlib netcdf-c`
+    /// is two jobs. Quote a spec to keep it in one argument.
+    #[arg(required = true, value_name = "SPEC")]
+    pub specs: Vec<String>,
+    #[arg(short, long, value_parser = parse_priority, default_value = "medium")]
+    pub priority: Priority,
+    /// Packages that other queued jobs install and that must finish first.
+    #[arg(short, long, value_delimiter = ',', value_name = "PKG,...")]
+    pub dependencies: Vec<String>,
+    /// Job IDs that must finish first.
+    #[arg(long, value_delimiter = ',', value_name = "ID,...")]
+    pub after: Vec<String>,
+    /// Estimated install time: seconds, or e.g. "45m".
+    #[arg(short = 't', long = "estimated-time", value_name = "DURATION")]
+    pub estimated_time: Option<String>,
+    /// Stop the install after this long.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// A note shown by status and show.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Each job waits for the one before it (by package).
+    #[arg(long)]
+    pub chain: bool,
+    /// Wait until every job has ended; exit 0 only if all succeeded.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub wait: bool,
+    /// Return as soon as the file is durable, without waiting for the worker's receipt.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print one JSON object per job.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    s.parse()
+}
+
+/// What `submit --json` prints for each job.
+#[derive(Debug, Serialize)]
+pub struct Submitted {
+    pub ticket: String,
+    pub spec: String,
+    /// `queued` (written, not yet taken), `accepted`, or `rejected`.
+    pub outcome: String,
+    pub id: Option<u64>,
+    pub job: Option<String>,
+    pub message: String,
+    /// With --wait: the job's final state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+/// Split command-line words into specs the way Spack does: a bare package name starts a
+/// new spec; variants, versions, `^dep`, `%compiler` and `key=value` extend the current one.
+pub fn split_specs(words: &[String]) -> Vec<String> {
+    let mut specs: Vec<String> = Vec::new();
+    let mut prev_sigil = false;
+    for w in words {
+        let starts_name = w
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+        let new_spec =
+            specs.is_empty() || (starts_name && !w.contains('=') && !prev_sigil) || w.contains(' ');
+        if new_spec {
+            specs.push(w.clone());
+        } else {
+            let last = specs.last_mut().expect("not empty");
+            last.push(' ');
+            last.push_str(w);
+        }
+        prev_sigil = matches!(w.as_str(), "^" | "%" | "%%");
+    }
+    specs
+}
+
+/// A ticket name no other submitter can produce at the same time.
+pub fn new_ticket(suffix: &str) -> String {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "t{}.{:09}.{}{suffix}",
+        t.as_secs(),
+        t.subsec_nanos(),
+        std::process::id()
+    )
+}
+
+/// Write `text` into `incoming/` under a fresh ticket; retried on the (unlikely) clash.
+pub fn drop_file(spool: &Spool, suffix: &str, text: &str) -> Result<String> {
+    let dir = spool.dir(Dir::Incoming);
+    for _ in 0..100 {
+        let ticket = new_ticket(suffix);
+        match create_new_in(&dir, &ticket, text.as_bytes()) {
+            Ok(()) => return Ok(ticket),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
+                continue;
+            }
+            Err(e) => return Err(explain_write_error(spool, e)),
+        }
+    }
+    Err(Error::Other(
+        "could not find a free ticket name in incoming/".into(),
+    ))
+}
+
+/// Turn a failed write into advice.
+fn explain_write_error(spool: &Spool, e: Error) -> Error {
+    let Error::Io { source, .. } = &e else {
+        return e;
+    };
+    let incoming = spool.dir(Dir::Incoming);
+    match source.raw_os_error() {
+        Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => {
+            let group = std::fs::metadata(&incoming)
+                .map(|m| crate::identity::group_name(std::os::unix::fs::MetadataExt::gid(&m)))
+                .unwrap_or_else(|_| "swinstaller".into());
+            let me = crate::identity::user_name(crate::identity::current_uid());
+            Error::NotPermitted(format!(
+                "you may not write to {}: you are not in group {group}; ask an admin to run \
+                 `usermod -aG {group} {me}` (then log in again). `spack-installer auth-status` explains more.",
+                incoming.display()
+            ))
+        }
+        Some(nix::libc::ENOENT) => Error::Other(format!(
+            "{} does not exist: create the spool with `spack-installer --spool {} init`, or point \
+             --spool / SPACK_INSTALLER_SPOOL at the site's spool",
+            incoming.display(),
+            spool.root().display()
+        )),
+        Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT) => Error::Other(format!(
+            "the file system of {} is full: nothing was queued; free space (e.g. `spack-installer cleanup`) and submit again",
+            incoming.display()
+        )),
+        _ => e,
+    }
+}
+
+/// Is a worker serving this spool now (so waiting for a receipt makes sense)?
+pub fn worker_alive(ctx: &Ctx) -> bool {
+    let max_age = ctx
+        .config()
+        .map(|c| c.max_heartbeat_age.value)
+        .unwrap_or(Duration::from_secs(60));
+    WorkerStatus::read(&ctx.spool)
+        .is_some_and(|w| w.liveness(Timestamp::now(), max_age) == Liveness::Running)
+}
+
+/// Wait up to `limit` for the worker's receipt of `ticket`.
+pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Receipt> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(r) = Receipt::read(spool, ticket) {
+            return Some(r);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Wait until job `id` is in a finished directory; returns its state directory.
+pub fn await_end(spool: &Spool, id: JobId) -> Result<Dir> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_| {
+        let _ = tx.send(());
+    })
+    .ok();
+    if let Some(w) = watcher.as_mut() {
+        for d in Dir::FINISHED {
+            let _ = w.watch(&spool.dir(d), RecursiveMode::NonRecursive);
+        }
+    }
+    loop {
+        if let Some((dir, _)) = store::locate(spool, id)?
+            && Dir::FINISHED.contains(&dir)
+        {
+            return Ok(dir);
+        }
+        // inotify wakes us at once; the timeout covers file systems without it.
+        let _ = rx.recv_timeout(Duration::from_secs(1));
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let specs = split_specs(&a.specs);
+    let span = |v: &Option<String>| {
+        v.as_deref()
+            .map(parse_span)
+            .transpose()
+            .map_err(Error::Usage)
+    };
+    let estimated_time = span(&a.estimated_time)?;
+    let timeout = span(&a.timeout)?;
+    let after = a
+        .after
+        .iter()
+        .map(|s| {
+            JobId::parse_ref(s)
+                .ok_or_else(|| Error::Usage(format!("--after: `{s}` is not a job ID")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Validate everything before writing anything.
+    let mut files = Vec::new();
+    let mut prev_package: Option<String> = None;
+    for spec in &specs {
+        let mut deps = a.dependencies.clone();
+        if a.chain {
+            deps.extend(prev_package.clone());
+        }
+        let f = JobFile {
+            spec: spec.clone(),
+            priority: Some(a.priority),
+            dependencies: deps,
+            after: after.clone(),
+            estimated_time,
+            timeout,
+            note: a.note.clone(),
+            retry_of: None,
+        };
+        let sub = f
+            .validate()
+            .map_err(|e| Error::Usage(format!("{spec}: {e}")))?;
+        prev_package = Some(sub.spec.package().to_string());
+        files.push(f);
+    }
+    let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
+    let mut results = Vec::new();
+    for f in &files {
+        let text = toml::to_string(f).expect("a job file serializes");
+        let ticket = drop_file(&ctx.spool, ".toml", &text)?;
+        let mut s = Submitted {
+            ticket: ticket.clone(),
+            spec: f.spec.clone(),
+            outcome: "queued".into(),
+            id: None,
+            job: None,
+            message: format!("queued as ticket {ticket}; the worker has not taken it yet"),
+            state: None,
+        };
+        if wait_receipt {
+            let limit = if a.wait {
+                Duration::from_secs(3600 * 24 * 365)
+            } else {
+                Duration::from_secs(2)
+            };
+            if let Some(r) = await_receipt(&ctx.spool, &ticket, limit) {
+                s.outcome = match r.outcome {
+                    Outcome::Accepted => "accepted",
+                    _ => "rejected",
+                }
+                .into();
+                s.id = r.id.map(|i| i.0);
+                s.job = r.job.clone();
+                s.message = r.message.clone();
+            }
+        } else if !a.no_wait {
+            s.message = format!(
+                "queued as ticket {ticket}; no worker is running now, it will be taken when one starts"
+            );
+        }
+        results.push(s);
+    }
+    let mut code = if results.iter().any(|s| s.outcome == "rejected") {
+        1
+    } else {
+        0
+    };
+    if a.wait {
+        for s in results.iter_mut() {
+            if let Some(id) = s.id.filter(|_| s.outcome == "accepted") {
+                let dir = await_end(&ctx.spool, JobId(id))?;
+                s.state = Some(dir.state().map(|st| st.to_string()).unwrap_or_default());
+                if dir != Dir::Done {
+                    code = 1;
+                }
+            }
+        }
+    }
+    for s in &results {
+        if a.json {
+            println!("{}", serde_json::to_string(s).expect("serializes"));
+        } else {
+            match &s.state {
+                Some(st) => println!(
+                    "{}: {} ({st})",
+                    s.spec,
+                    s.job.as_deref().unwrap_or(&s.ticket)
+                ),
+                None => println!("{}: {}", s.spec, s.message),
+            }
+        }
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_specs;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        split_specs(&v.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn words_become_specs_as_spack_splits_them() {
+        assert_eq!(
+            s(&["zlib", "hdf5", "netcdf-c"]),
+            vec!["zlib", "hdf5", "netcdf-c"]
+        );
+        assert_eq!(
+            s(&["hdf5@1.14", "+mpi", "^", "zlib", "netcdf-c"]),
+            vec!["hdf5@1.14 +mpi ^ zlib", "netcdf-c"]
+        );
+        assert_eq!(s(&["hdf5 +mpi", "zlib"]), vec!["hdf5 +mpi", "zlib"]);
+        assert_eq!(
+            s(&["openmpi", "fabrics=ucx", "%gcc"]),
+            vec!["openmpi fabrics=ucx %gcc"]
+        );
+    }
+}

@@ -1,0 +1,402 @@
+//! Settings, and where each one came from. Precedence: command-line flag > environment >
+//! config file > default. The environment variables are the old tool's, with their old
+//! meanings; `SPACK_INSTALLER_DB_URL` means nothing any more and `config-check` says so.
+
+use crate::error::{Error, Result};
+use crate::time::Span;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/spack-installer/config.toml";
+pub const DEFAULT_SETUP_SCRIPT: &str = "/opt/spack/share/spack/setup-env.sh";
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "from")]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(p) => write!(f, "config file {}", p.display()),
+            Source::Env(v) => write!(f, "environment ${v}"),
+            Source::Flag(v) => write!(f, "flag {v}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Setting<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Setting<T> {
+    fn default(value: T) -> Self {
+        Setting {
+            value,
+            source: Source::Default,
+        }
+    }
+    fn set(&mut self, value: T, source: Source) {
+        self.value = value;
+        self.source = source;
+    }
+}
+
+/// The config file, as written. Unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    spack: Option<PathBuf>,
+    spack_setup_script: Option<PathBuf>,
+    install_args: Option<Vec<String>>,
+    max_parallel: Option<usize>,
+    check_interval: Option<Span>,
+    heartbeat_interval: Option<Span>,
+    max_heartbeat_age: Option<Span>,
+    timeout_multiplier: Option<f64>,
+    admin_group: Option<String>,
+    max_pending_per_user: Option<usize>,
+    default_estimate: Option<Span>,
+    kill_grace: Option<Span>,
+    env_allow: Option<Vec<String>>,
+    on_dependency_failure: Option<DependencyFailure>,
+    log_level: Option<String>,
+}
+
+/// What happens to a pending job whose dependency failed or was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencyFailure {
+    /// The job ends in `failed/` with reason "dependency ... failed".
+    Fail,
+    /// The job stays pending until someone cancels it or the dependency succeeds.
+    Hold,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+    pub spack: Setting<Option<PathBuf>>,
+    pub spack_setup_script: Setting<PathBuf>,
+    pub install_args: Setting<Vec<String>>,
+    pub max_parallel: Setting<usize>,
+    pub check_interval: Setting<Duration>,
+    pub heartbeat_interval: Setting<Duration>,
+    pub max_heartbeat_age: Setting<Duration>,
+    pub timeout_multiplier: Setting<f64>,
+    pub admin_group: Setting<Option<String>>,
+    pub max_pending_per_user: Setting<usize>,
+    pub default_estimate: Setting<Duration>,
+    pub kill_grace: Setting<Duration>,
+    pub env_allow: Setting<Vec<String>>,
+    pub on_dependency_failure: Setting<DependencyFailure>,
+    pub log_level: Setting<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            file: None,
+            spack: Setting::default(None),
+            spack_setup_script: Setting::default(PathBuf::from(DEFAULT_SETUP_SCRIPT)),
+            install_args: Setting::default(Vec::new()),
+            max_parallel: Setting::default(1),
+            check_interval: Setting::default(Duration::from_secs(10)),
+            heartbeat_interval: Setting::default(Duration::from_secs(30)),
+            max_heartbeat_age: Setting::default(Duration::from_secs(60)),
+            timeout_multiplier: Setting::default(2.0),
+            admin_group: Setting::default(None),
+            max_pending_per_user: Setting::default(100),
+            default_estimate: Setting::default(Duration::from_secs(30 * 60)),
+            kill_grace: Setting::default(Duration::from_secs(10)),
+            env_allow: Setting::default(
+                [
+                    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_*", "TZ", "TMPDIR", "SPACK_*",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            on_dependency_failure: Setting::default(DependencyFailure::Fail),
+            log_level: Setting::default("info".into()),
+        }
+    }
+}
+
+/// Seconds as the old tool wrote them ("10.0"), or a duration ("10s").
+fn env_duration(var: &str, v: &str) -> Result<Duration> {
+    if let Ok(f) = v.trim().parse::<f64>()
+        && f.is_finite()
+        && f > 0.0
+    {
+        return Ok(Duration::from_secs_f64(f));
+    }
+    crate::time::parse_span(v)
+        .map(|s| s.0)
+        .map_err(|e| Error::Usage(format!("${var}: {e}")))
+}
+
+impl Config {
+    /// Load: defaults, then the file (explicit path must exist; the default path may be
+    /// absent), then the environment. Flags are applied by the caller with [`Config::flag`].
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        Self::load_with_env(path, |k| std::env::var(k).ok())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config> {
+        let mut c = Config::default();
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let f: ConfigFile = toml::from_str(&text).map_err(|e| Error::Config {
+                    path: path.clone(),
+                    message: e.message().to_string(),
+                })?;
+                c.apply_file(f, &path)?;
+                c.file = Some(path);
+            }
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("read the config file", &path, e)),
+        }
+        c.apply_env(env)?;
+        Ok(c)
+    }
+
+    fn apply_file(&mut self, f: ConfigFile, path: &Path) -> Result<()> {
+        let src = || Source::File(path.to_path_buf());
+        if let Some(v) = f.spack {
+            self.spack.set(Some(v), src());
+        }
+        if let Some(v) = f.spack_setup_script {
+            self.spack_setup_script.set(v, src());
+        }
+        if let Some(v) = f.install_args {
+            for a in &v {
+                if !a.starts_with('-') {
+                    return Err(Error::Config {
+                        path: path.into(),
+                        message: format!(
+                            "install_args: `{a}` is not an option; only options such as \"--fail-fast\" belong here"
+                        ),
+                    });
+                }
+            }
+            self.install_args.set(v, src());
+        }
+        if let Some(v) = f.max_parallel {
+            if v == 0 {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: "max_parallel must be at least 1".into(),
+                });
+            }
+            self.max_parallel.set(v, src());
+        }
+        macro_rules! span {
+            ($field:ident) => {
+                if let Some(v) = f.$field {
+                    self.$field.set(v.0, src());
+                }
+            };
+        }
+        span!(check_interval);
+        span!(heartbeat_interval);
+        span!(max_heartbeat_age);
+        span!(default_estimate);
+        span!(kill_grace);
+        if let Some(v) = f.timeout_multiplier {
+            self.timeout_multiplier.set(v, src());
+        }
+        if let Some(v) = f.admin_group {
+            self.admin_group.set(Some(v), src());
+        }
+        if let Some(v) = f.max_pending_per_user {
+            self.max_pending_per_user.set(v, src());
+        }
+        if let Some(v) = f.env_allow {
+            self.env_allow.set(v, src());
+        }
+        if let Some(v) = f.on_dependency_failure {
+            self.on_dependency_failure.set(v, src());
+        }
+        if let Some(v) = f.log_level {
+            self.log_level.set(v, src());
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let src = |v: &str| Source::Env(v.to_string());
+        if let Some(v) = env("SPACK_SETUP_SCRIPT").filter(|v| !v.is_empty()) {
+            self.spack_setup_script
+                .set(PathBuf::from(v), src("SPACK_SETUP_SCRIPT"));
+        }
+        for (var, field) in [
+            ("WORKER_CHECK_INTERVAL", &mut self.check_interval),
+            ("WORKER_HEARTBEAT_INTERVAL", &mut self.heartbeat_interval),
+            ("MAX_WORKER_HEARTBEAT_AGE", &mut self.max_heartbeat_age),
+        ] {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                field.set(env_duration(var, &v)?, src(var));
+            }
+        }
+        if let Some(v) = env("JOB_TIMEOUT_MULTIPLIER").filter(|v| !v.is_empty()) {
+            let m: f64 = v
+                .parse()
+                .ok()
+                .filter(|m: &f64| m.is_finite() && *m > 0.0)
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "$JOB_TIMEOUT_MULTIPLIER: `{v}` is not a positive number"
+                    ))
+                })?;
+            self.timeout_multiplier
+                .set(m, src("JOB_TIMEOUT_MULTIPLIER"));
+        }
+        if let Some(v) = env("RUST_LOG").filter(|v| !v.is_empty()) {
+            self.log_level.set(v, src("RUST_LOG"));
+        }
+        Ok(())
+    }
+
+    /// Apply a command-line flag.
+    pub fn flag<T>(setting: &mut Setting<T>, value: T, flag: &str) {
+        setting.set(value, Source::Flag(flag.to_string()));
+    }
+
+    /// The timeout for a job: its own, else its estimate × the multiplier. A default
+    /// estimate never makes a timeout (the old tool killed long builds that way).
+    pub fn job_timeout(
+        &self,
+        timeout: Option<Duration>,
+        estimate: Option<Duration>,
+    ) -> Option<Duration> {
+        timeout.or_else(|| estimate.map(|e| e.mul_f64(self.timeout_multiplier.value)))
+    }
+
+    /// Which Spack to run, and why that one: config `spack`, else the `bin/spack` of the
+    /// setup script's Spack, else `spack` on PATH.
+    pub fn resolve_spack(&self) -> Result<(PathBuf, String)> {
+        if let Some(p) = &self.spack.value {
+            return Ok((p.clone(), format!("`spack` from {}", self.spack.source)));
+        }
+        let script = &self.spack_setup_script.value;
+        if let Some(root) = spack_root_of(script) {
+            let bin = root.join("bin/spack");
+            if is_executable(&bin) {
+                return Ok((
+                    bin,
+                    format!(
+                        "beside the setup script {} ({})",
+                        script.display(),
+                        self.spack_setup_script.source
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = find_on_path("spack") {
+            return Ok((p, "`spack` on PATH".into()));
+        }
+        Err(Error::Other(format!(
+            "no Spack found: not set as `spack` in the config, no executable bin/spack beside {} ({}), none on PATH; \
+             set `spack = \"/path/to/spack/bin/spack\"` in {DEFAULT_CONFIG}, or run the worker with --dry-run",
+            script.display(),
+            self.spack_setup_script.source
+        )))
+    }
+}
+
+/// `<root>/share/spack/setup-env.sh` → `<root>`; `<root>/setup-env.sh` → `<root>` too (the
+/// old tool's default).
+pub fn spack_root_of(script: &Path) -> Option<PathBuf> {
+    let dir = script.parent()?;
+    if dir.ends_with("share/spack") {
+        dir.parent()?.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+pub fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+pub fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_env_over_file_over_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "check_interval = \"3s\"\nheartbeat_interval = 7\nmax_parallel = 2\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(&f), |k| {
+            (k == "WORKER_CHECK_INTERVAL").then(|| "1.5".to_string())
+        })
+        .unwrap();
+        assert_eq!(c.check_interval.value, Duration::from_millis(1500));
+        assert_eq!(
+            c.check_interval.source,
+            Source::Env("WORKER_CHECK_INTERVAL".into())
+        );
+        assert_eq!(c.heartbeat_interval.value, Duration::from_secs(7));
+        assert_eq!(c.heartbeat_interval.source, Source::File(f.clone()));
+        assert_eq!(c.max_heartbeat_age.source, Source::Default);
+        std::fs::write(&f, "chek_interval = 3\n").unwrap();
+        assert!(Config::load_with_env(Some(&f), |_| None).is_err());
+    }
+
+    #[test]
+    fn spack_root_from_setup_script() {
+        assert_eq!(
+            spack_root_of(Path::new("/opt/spack/share/spack/setup-env.sh")),
+            Some("/opt/spack".into())
+        );
+        assert_eq!(
+            spack_root_of(Path::new("/opt/spack/setup-env.sh")),
+            Some("/opt/spack".into())
+        );
+    }
+
+    #[test]
+    fn timeouts_never_come_from_a_default_estimate() {
+        let c = Config::default();
+        assert_eq!(c.job_timeout(None, None), None);
+        assert_eq!(
+            c.job_timeout(None, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            c.job_timeout(Some(Duration::from_secs(5)), Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(5))
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Taking files from `incoming/` (spool-layout.md, *intake* and *request*). A file is
+//! claimed by rename into `tmp/` first, so each is taken once even across a crash; it is
+//! opened with `O_NOFOLLOW | O_NONBLOCK` and judged by `fstat` of that descriptor: only a
+//! regular file with one link and at most 64 KiB is read. The submitter is the file's
+//! owner uid; nothing the text says about its author counts. A file that fails any check
+//! becomes a `rejected` record in `failed/` with the reason and the original text.
+
+use super::transition::{self, replace};
+use super::{CLAIM_PREFIX, Dir, REQUEST_CLAIM_PREFIX, Spool};
+use crate::error::{IoContext, Result};
+use crate::job::id::REJECTED_PACKAGE;
+use crate::job::{Body, Job, JobId, JobName, MAX_FILE_SIZE, Meta, State, StateInfo, Submission};
+use crate::time::Timestamp;
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, open, readlinkat};
+use nix::sys::stat::{Mode, SFlag, fstat, lstat};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+/// How much of a rejected file's text is kept in its record.
+const KEPT_ORIGINAL: usize = 64 * 1024;
+
+/// What became of a file taken from `incoming/`; written to `receipts/TICKET`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Receipt {
+    pub ticket: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<JobId>,
+    pub message: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A job was queued.
+    Accepted,
+    /// The file was set aside in `failed/` as rejected.
+    Rejected,
+    /// A request was carried out.
+    Done,
+    /// A request the requester has no right to make.
+    NotPermitted,
+    /// A request about a job that does not exist.
+    NotFound,
+    /// A request about a job that has already finished.
+    AlreadyFinished,
+    /// A request file that does not parse.
+    Invalid,
+}
+
+impl Receipt {
+    pub fn read(spool: &Spool, ticket: &str) -> Option<Receipt> {
+        let text = std::fs::read_to_string(spool.receipt_path(ticket)).ok()?;
+        toml::from_str(&text).ok()
+    }
+
+    /// Receipts are advisory: written by rename, not fsynced.
+    pub fn write(&self, spool: &Spool) -> Result<()> {
+        let text = toml::to_string(self).expect("a receipt serializes");
+        replace(
+            spool,
+            &spool.receipt_path(&self.ticket),
+            text.as_bytes(),
+            false,
+        )
+    }
+}
+
+/// `incoming/` entries to take now. With `settle`, a regular file modified within that
+/// time is left for its close-after-write event or the next scan (a `cp` may still be
+/// writing it); other kinds of entry are taken at once, to be rejected.
+pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<Vec<String>> {
+    let mut names = super::store::list_incoming(spool)?;
+    if let Some(settle) = settle {
+        let now = std::time::SystemTime::now();
+        let dir = spool.dir(Dir::Incoming);
+        names.retain(|n| match std::fs::symlink_metadata(dir.join(n)) {
+            Ok(m) if m.is_file() => m
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= settle),
+            Ok(_) => true,
+            Err(_) => false,
+        });
+    }
+    Ok(names)
+}
+
+pub fn claim_name(id: JobId, ticket: &str) -> String {
+    format!("{CLAIM_PREFIX}{id}.{ticket}")
+}
+
+/// `claim.NNNNNN.TICKET` → (ID, ticket).
+pub fn parse_claim_name(name: &str) -> Option<(JobId, String)> {
+    let rest = name.strip_prefix(CLAIM_PREFIX)?;
+    let (digits, ticket) = rest.split_once('.')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((JobId(digits.parse().ok()?), ticket.to_string()))
+}
+
+pub fn request_claim_name(ticket: &str) -> String {
+    format!("{REQUEST_CLAIM_PREFIX}{ticket}")
+}
+
+/// A claimed file's content and its author, or why it cannot be taken.
+#[derive(Debug)]
+pub struct Opened {
+    pub owner_uid: u32,
+    pub text: String,
+}
+
+#[derive(Debug)]
+pub struct Refused {
+    /// The owner, when the kernel could tell.
+    pub owner_uid: Option<u32>,
+    pub reason: String,
+    /// What could be read of the file, for the record.
+    pub original: String,
+}
+
+fn refused(owner_uid: Option<u32>, reason: String) -> Refused {
+    Refused {
+        owner_uid,
+        reason,
+        original: String::new(),
+    }
+}
+
+fn kind_name(mode: u32) -> &'static str {
+    match SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits()) {
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFLNK => "a symbolic link",
+        SFlag::S_IFIFO => "a FIFO",
+        SFlag::S_IFSOCK => "a socket",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        _ => "not a regular file",
+    }
+}
+
+/// Open a claimed file safely and read it (intake step 3).
+pub fn open_claimed(path: &Path) -> Result<Opened, Refused> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_CLOEXEC
+        | OFlag::O_NOCTTY;
+    let fd = match open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let st = lstat(path).ok();
+            let owner = st.map(|s| s.st_uid);
+            let reason = match (e, st) {
+                (Errno::ELOOP, _) => {
+                    let target = readlinkat(AT_FDCWD, path)
+                        .map(|t| t.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    format!(
+                        "it is a symbolic link (to `{target}`); only regular files are taken, links are never followed"
+                    )
+                }
+                (_, Some(st))
+                    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
+                        != SFlag::S_IFREG =>
+                {
+                    format!(
+                        "it is {}; only regular files are taken",
+                        kind_name(st.st_mode)
+                    )
+                }
+                (Errno::EACCES, _) => {
+                    "the worker may not read it; write job files with mode 0640 (the CLI does)"
+                        .to_string()
+                }
+                (e, _) => format!("it cannot be opened: {e}"),
+            };
+            return Err(refused(owner, reason));
+        }
+    };
+    let st = match fstat(&fd) {
+        Ok(st) => st,
+        Err(e) => return Err(refused(None, format!("it cannot be examined: {e}"))),
+    };
+    let owner = Some(st.st_uid);
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG {
+        return Err(refused(
+            owner,
+            format!(
+                "it is {}; only regular files are taken",
+                kind_name(st.st_mode)
+            ),
+        ));
+    }
+    if st.st_nlink != 1 {
+        return Err(refused(
+            owner,
+            format!(
+                "it has {} hard links; a job file must have exactly one (a link to someone else's file is not a submission)",
+                st.st_nlink
+            ),
+        ));
+    }
+    if st.st_size as u64 > MAX_FILE_SIZE {
+        return Err(refused(
+            owner,
+            format!(
+                "it is {} bytes; the limit is {} bytes",
+                st.st_size, MAX_FILE_SIZE
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    let file = File::from(fd);
+    if let Err(e) = file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes) {
+        return Err(refused(owner, format!("it cannot be read: {e}")));
+    }
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(refused(
+            owner,
+            format!("it grew past the limit of {MAX_FILE_SIZE} bytes while being read"),
+        ));
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Opened {
+            owner_uid: st.st_uid,
+            text,
+        }),
+        Err(e) => {
+            let original = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            Err(Refused {
+                owner_uid: owner,
+                reason: "it is not UTF-8 text".into(),
+                original,
+            })
+        }
+    }
+}
+
+/// What the worker decided about a claimed job file.
+pub enum Verdict {
+    Accept(Submission),
+    Reject { reason: String, original: String },
+}
+
+fn keep(original: &str) -> String {
+    if original.len() <= KEPT_ORIGINAL {
+        return original.to_string();
+    }
+    let mut end = KEPT_ORIGINAL;
+    while !original.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[... cut at {KEPT_ORIGINAL} bytes]", &original[..end])
+}
+
+/// Intake steps 4–6 for a claimed job file: write the pending (or rejected) record, the
+/// receipt, and remove the claim. `owner_uid` is from fstat (or lstat for files that
+/// could not be opened); `None` when even that failed.
+pub fn record(
+    spool: &Spool,
+    id: JobId,
+    ticket: &str,
+    owner_uid: Option<u32>,
+    verdict: Verdict,
+    now: Timestamp,
+) -> Result<Job> {
+    let uid = owner_uid.unwrap_or(u32::MAX);
+    let (package, body, state) = match verdict {
+        Verdict::Accept(sub) => {
+            let package = sub.spec.package().to_string();
+            let mut st = StateInfo::new(State::Pending, now);
+            st.log = Some(Spool::log_rel(&JobName::new(id, &package)));
+            (package, Body::Valid(sub), st)
+        }
+        Verdict::Reject { reason, original } => {
+            let mut st = StateInfo::new(State::Rejected, now);
+            st.reason = Some(reason);
+            st.finished_at = Some(now);
+            (
+                REJECTED_PACKAGE.to_string(),
+                Body::Rejected {
+                    original: keep(&original),
+                },
+                st,
+            )
+        }
+    };
+    let name = JobName::new(id, &package);
+    let job = Job {
+        meta: Meta {
+            id,
+            name: name.to_string(),
+            package,
+            owner_uid: uid,
+            owner: if owner_uid.is_some() {
+                crate::identity::user_name(uid)
+            } else {
+                "unknown".into()
+            },
+            submitted_at: now,
+            ticket: ticket.to_string(),
+        },
+        state,
+        body,
+    };
+    let dir = job.state.state.dir();
+    match transition::create_job(spool, dir, &job) {
+        Ok(()) => {}
+        // Recovery redoing a claim whose record was already written: keep that one.
+        Err(e) if spool.job_path(dir, &name).exists() => tracing::debug!("{e}: record exists"),
+        Err(e) => return Err(e),
+    }
+    let (outcome, message) = match &job.body {
+        Body::Valid(_) => (Outcome::Accepted, format!("queued as {name}")),
+        Body::Rejected { .. } => (
+            Outcome::Rejected,
+            format!(
+                "rejected as {name}: {}",
+                job.state.reason.as_deref().unwrap_or("")
+            ),
+        ),
+    };
+    Receipt {
+        ticket: ticket.to_string(),
+        outcome,
+        job: Some(name.to_string()),
+        id: Some(id),
+        message,
+        at: now,
+    }
+    .write(spool)?;
+    let claim = spool.dir(Dir::Tmp).join(claim_name(id, ticket));
+    remove_claim(&claim)?;
+    Ok(job)
+}
+
+/// Remove a claimed entry; a directory someone dropped is removed with its content.
+pub fn remove_claim(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).at("remove", path),
+        Ok(_) => std::fs::remove_file(path).at("remove", path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(crate::Error::io("stat", path, e)),
+    }
+}

@@ -1,0 +1,147 @@
+//! The only code that writes job files and renames them between state directories.
+//!
+//! Two primitives do all the work (spool-layout.md, *Transitions*): [`move_job`], one
+//! `renameat2(RENAME_NOREPLACE)` between directories of one file system, and
+//! [`rewrite`], a new version of a file renamed over the old one in the same directory.
+//! Every new file goes temp → fsync → no-clobber rename → fsync of the directory, so no
+//! reader ever sees half a file and a power cut never loses an acknowledged step.
+
+use super::{Dir, FILE_MODE, Spool};
+use crate::error::{Error, IoContext, Result};
+use crate::job::{Job, JobName};
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+use std::fs::{self, File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Make a directory's entries durable. A rename is on disk only once the directory that
+/// holds the new name is; ext4 can otherwise keep the data and lose the name.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .at("fsync directory", dir)
+}
+
+/// rename(2) that never replaces an existing file: `renameat2(RENAME_NOREPLACE)`, or on
+/// file systems without it, link(2) + unlink(2) (link fails with EEXIST too).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A temp file in `dir` whose name starts with `.`, mode 0640 whatever the umask.
+fn temp_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".")
+        .tempfile_in(dir)
+        .at("create a temp file in", dir)?;
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(FILE_MODE))
+        .at("chmod", tmp.path())?;
+    Ok(tmp)
+}
+
+fn write_synced(tmp: &mut tempfile::NamedTempFile, bytes: &[u8], durable: bool) -> Result<()> {
+    let path = tmp.path().to_path_buf();
+    tmp.write_all(bytes).at("write", &path)?;
+    if durable {
+        tmp.as_file().sync_all().at("fsync", &path)?;
+    }
+    Ok(())
+}
+
+/// Create `dir/file_name` with `bytes`, never replacing an existing file. The temp file
+/// is written in `dir` itself, so this also serves the CLI, which cannot write `tmp/`.
+pub fn create_new_in(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
+    let mut tmp = temp_in(dir)?;
+    write_synced(&mut tmp, bytes, true)?;
+    let target = dir.join(file_name);
+    tmp.persist_noclobber(&target)
+        .map_err(|e| Error::io("create", &target, e.error))?;
+    fsync_dir(dir)
+}
+
+/// Create a job file in a state directory (intake's step 4). Fails if it exists.
+pub fn create_job(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
+    let mut tmp = temp_in(&spool.dir(Dir::Tmp))?;
+    write_synced(&mut tmp, job.to_toml().as_bytes(), true)?;
+    let target = spool.job_path(dir, &job.name());
+    tmp.persist_noclobber(&target)
+        .map_err(|e| Error::io("create", &target, e.error))?;
+    fsync_dir(&spool.dir(dir))
+}
+
+/// Replace `target` with `bytes` by renaming a temp file from `tmp/` over it. With
+/// `durable`, the file and its directory are fsynced.
+pub fn replace(spool: &Spool, target: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    let tmp_dir = spool.dir(Dir::Tmp);
+    let tmp_dir = if tmp_dir.is_dir() {
+        tmp_dir
+    } else {
+        target.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let mut tmp = temp_in(&tmp_dir)?;
+    write_synced(&mut tmp, bytes, durable)?;
+    tmp.persist(target)
+        .map_err(|e| Error::io("replace", target, e.error))?;
+    if durable {
+        fsync_dir(target.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
+}
+
+/// *rewrite*: a new version of a job file in the directory it is in.
+pub fn rewrite(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
+    let target = spool.job_path(dir, &job.name());
+    replace(spool, &target, job.to_toml().as_bytes(), true)
+}
+
+/// *move*: `from/NAME.toml → to/NAME.toml`, never overwriting; then fsync both
+/// directories (the new name first: until it is durable the old one must stay).
+pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()> {
+    let src = spool.job_path(from, name);
+    let dst = spool.job_path(to, name);
+    rename_noreplace(&src, &dst).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::Other(format!(
+                "cannot move {} to {}/: a file of that name is already there (a hand-made copy?); \
+                 the job stays in {}/",
+                name,
+                to.name(),
+                from.name()
+            ))
+        } else {
+            Error::io("rename", &src, e)
+        }
+    })?;
+    fsync_dir(&spool.dir(to))?;
+    fsync_dir(&spool.dir(from))
+}
+
+/// Intake's claim: `incoming/TICKET → tmp/CLAIM`, then fsync both directories, so a
+/// power cut cannot bring the file back into `incoming/` once a job is made of it.
+pub fn claim(spool: &Spool, ticket: &str, claim_name: &str) -> Result<()> {
+    let src = spool.dir(Dir::Incoming).join(ticket);
+    let dst = spool.dir(Dir::Tmp).join(claim_name);
+    rename_noreplace(&src, &dst).at("claim", &src)?;
+    fsync_dir(&spool.dir(Dir::Tmp))?;
+    fsync_dir(&spool.dir(Dir::Incoming))
+}
+
+/// Move a job file aside into `tmp/` (duplicates found by recovery).
+pub fn set_aside(spool: &Spool, name: &JobName, from: Dir, prefix: &str) -> Result<()> {
+    let src = spool.job_path(from, name);
+    let dst = spool
+        .dir(Dir::Tmp)
+        .join(format!("{prefix}{}", name.file_name()));
+    rename_noreplace(&src, &dst).at("set aside", &src)?;
+    fsync_dir(&spool.dir(from))
+}

@@ -1,0 +1,1269 @@
+//! The worker: one process per spool, holding the singleton lock. It recovers the spool
+//! ([`recovery`]), learns of new files by inotify with a periodic rescan as the safety
+//! net ([`watch`]), takes them in, asks the [`scheduler`](crate::scheduler) what to run,
+//! and moves each job through the states while an [`Executor`] runs Spack.
+//!
+//! Everything happens on the main thread, driven by one channel of [`Event`]s (file
+//! events, signals, install exits); other threads only send. The loop sleeps in
+//! `recv_timeout` until the next event or deadline: no polling on the hot path. It must
+//! never start an install from another thread (see `executor::local` on PDEATHSIG).
+
+pub mod recovery;
+pub mod signals;
+pub mod watch;
+
+use crate::config::{Config, DependencyFailure};
+use crate::error::{Error, IoContext, Result};
+use crate::executor::{
+    Executor, Exit, Handle, Launch, clean_env, dry_run::DryRunExecutor, local::LocalExecutor,
+};
+use crate::identity;
+use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
+use crate::scheduler::{
+    self, FinishedJob, Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness,
+    RunningJob,
+};
+use crate::spool::intake::{self, Outcome, Receipt, Verdict};
+use crate::spool::lock::WorkerLock;
+use crate::spool::status::{Paused, WorkerState, WorkerStatus};
+use crate::spool::transition::{self, move_job, rewrite};
+use crate::spool::{
+    COUNTER_FILE, Dir, JOB_MARKER_ENV, PAUSED_FILE, STATUS_FILE, Spool, layout, store,
+};
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+/// Files found by a rescan (not named by an event) must be this old, so a file that a
+/// `cp` is still writing is not taken early.
+pub const SETTLE: Duration = Duration::from_secs(2);
+/// How many finished jobs `worker.toml` lists.
+const RECENT: usize = 10;
+
+/// What wakes the loop.
+#[derive(Debug)]
+pub enum Event {
+    /// inotify named these `incoming/` entries.
+    Incoming(Vec<String>),
+    /// inotify lost events: look at everything.
+    Rescan,
+    Signal(i32),
+    Exited {
+        id: JobId,
+        exit: Exit,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Exit 0 once nothing is runnable (and nothing runs).
+    pub until_idle: bool,
+    /// Run nothing: log the argv instead.
+    pub dry_run: bool,
+    /// Do not use inotify; rely on the periodic rescan alone.
+    pub no_inotify: bool,
+    pub config_path: Option<PathBuf>,
+}
+
+/// Why the worker is stopping a running install.
+#[derive(Debug, Clone)]
+enum StopReason {
+    Cancel { by: String },
+    Timeout(Duration),
+    Shutdown,
+}
+
+struct Running {
+    job: Job,
+    handle: Handle,
+    started: Instant,
+    deadline: Option<Instant>,
+    stop: Option<StopReason>,
+    /// When SIGTERM was sent; SIGKILL follows after the grace period.
+    term_sent: Option<Instant>,
+    killed: bool,
+}
+
+/// Finished jobs, by name only: enough for dependencies without reading `done/`.
+#[derive(Default)]
+struct Finished {
+    done: HashSet<u64>,
+    /// Failed and cancelled jobs, with their package (for reasons).
+    bad: HashMap<u64, (SchedOutcome, Box<str>)>,
+    /// The highest-ID finished job of each package, and when it finished (read lazily).
+    latest: HashMap<Box<str>, (u64, SchedOutcome, Option<Timestamp>)>,
+}
+
+impl Finished {
+    fn add(&mut self, name: &JobName, outcome: SchedOutcome, at: Option<Timestamp>) {
+        match outcome {
+            SchedOutcome::Done => {
+                self.done.insert(name.id.0);
+            }
+            _ => {
+                self.bad
+                    .insert(name.id.0, (outcome, name.package.as_str().into()));
+            }
+        }
+        let e = self
+            .latest
+            .entry(name.package.as_str().into())
+            .or_insert((0, outcome, at));
+        if name.id.0 >= e.0 {
+            *e = (name.id.0, outcome, at);
+        }
+    }
+}
+
+pub struct Worker {
+    spool: Spool,
+    cfg: Config,
+    opts: Options,
+    executor: Box<dyn Executor>,
+    spack: String,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    _lock: WorkerLock,
+    _watcher: Option<notify::RecommendedWatcher>,
+    pending: BTreeMap<JobId, Job>,
+    /// mtime of each pending file as loaded, to notice hand edits on rescan.
+    pending_mtime: HashMap<JobId, i64>,
+    unreadable: HashSet<String>,
+    running: BTreeMap<JobId, Running>,
+    finished: Finished,
+    next_id: u64,
+    /// IDs reserved in `counter` but not yet used.
+    reserved_until: u64,
+    recent: VecDeque<String>,
+    paused: bool,
+    draining: bool,
+    started_at: Timestamp,
+    last_rescan: Instant,
+    last_heartbeat: Instant,
+    /// After an I/O error: do nothing risky until then.
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+    worker_uid: u32,
+    spool_gid: u32,
+}
+
+impl Worker {
+    /// Take the lock, recover the spool, and get ready to run.
+    pub fn start(spool: Spool, cfg: Config, opts: Options) -> Result<Worker> {
+        let root_meta = std::fs::metadata(spool.root()).map_err(|e| {
+            Error::Other(format!(
+                "cannot use the spool {}: {e}; create it with `spack-installer --spool {} init`",
+                spool.root().display(),
+                spool.root().display()
+            ))
+        })?;
+        for d in Dir::ALL {
+            if !spool.dir(d).is_dir() {
+                return Err(Error::Other(format!(
+                    "{} is missing; repair the spool with `spack-installer --spool {} init`",
+                    spool.dir(d).display(),
+                    spool.root().display()
+                )));
+            }
+        }
+        let lock = WorkerLock::acquire(&spool)?;
+        if let Some(w) = layout::network_fs_warning(spool.root()) {
+            tracing::warn!("{w}");
+        }
+        let (tx, rx) = mpsc::channel();
+        let watcher = if opts.no_inotify {
+            tracing::info!(
+                "inotify disabled: relying on the rescan every {:?}",
+                cfg.check_interval.value
+            );
+            None
+        } else {
+            match watch::watch(&spool.dir(Dir::Incoming), tx.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot watch {} ({e}); relying on the rescan every {:?}",
+                        spool.dir(Dir::Incoming).display(),
+                        cfg.check_interval.value
+                    );
+                    None
+                }
+            }
+        };
+        signals::forward(tx.clone()).at("install signal handlers for", spool.root())?;
+        let executor: Box<dyn Executor> = if opts.dry_run {
+            Box::new(DryRunExecutor)
+        } else {
+            Box::new(LocalExecutor)
+        };
+        let spack = resolve_spack(&cfg, opts.dry_run)?;
+        let now = Instant::now();
+        let mut w = Worker {
+            spool,
+            cfg,
+            opts,
+            executor,
+            spack,
+            tx,
+            rx,
+            _lock: lock,
+            _watcher: watcher,
+            pending: BTreeMap::new(),
+            pending_mtime: HashMap::new(),
+            unreadable: HashSet::new(),
+            running: BTreeMap::new(),
+            finished: Finished::default(),
+            next_id: 1,
+            reserved_until: 0,
+            recent: VecDeque::new(),
+            paused: false,
+            draining: false,
+            started_at: Timestamp::now(),
+            last_rescan: now,
+            last_heartbeat: now,
+            backoff_until: None,
+            backoff: Duration::from_secs(1),
+            worker_uid: identity::current_uid(),
+            spool_gid: root_meta.gid(),
+        };
+        w.write_status(WorkerState::Starting);
+        let rec = recovery::recover(&w.spool)?;
+        for a in &rec.actions {
+            tracing::warn!("recovery: {a}");
+        }
+        w.next_id = rec.next_id;
+        w.reserved_until = rec.next_id;
+        w.load_finished()?;
+        w.reload_pending()?;
+        for (id, ticket) in rec.claims {
+            w.process_claim(id, &ticket);
+        }
+        for ticket in rec.requests {
+            w.process_request(&ticket);
+        }
+        if let Some(old) = WorkerStatus::read(&w.spool) {
+            w.recent = old.recent.into_iter().take(RECENT).collect();
+        }
+        w.paused = Paused::read(&w.spool).is_some();
+        tracing::info!(
+            spool = %w.spool.root().display(),
+            pending = w.pending.len(),
+            executor = w.executor.kind(),
+            spack = %w.spack,
+            max_parallel = w.cfg.max_parallel.value,
+            "worker started"
+        );
+        Ok(w)
+    }
+
+    /// Run until told to stop (or, with `until_idle`, until nothing is runnable).
+    pub fn run(mut self) -> Result<()> {
+        self.intake_scan(Some(SETTLE));
+        self.write_status(self.current_state());
+        loop {
+            self.schedule();
+            if self.should_exit() {
+                break;
+            }
+            let timeout = self.next_wakeup().saturating_duration_since(Instant::now());
+            let first = match self.rx.recv_timeout(timeout) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut names: Vec<String> = Vec::new();
+            let mut rescan = false;
+            let mut events: Vec<Event> = first.into_iter().collect();
+            events.extend(self.rx.try_iter());
+            let timed_out = events.is_empty();
+            for ev in events {
+                match ev {
+                    Event::Incoming(n) => names.extend(n),
+                    Event::Rescan => rescan = true,
+                    Event::Signal(s) => self.on_signal(s),
+                    Event::Exited { id, exit } => self.on_exit(id, exit),
+                }
+            }
+            let now = Instant::now();
+            // With --until-idle a timeout may mean a file has settled: look again.
+            if now >= self.last_rescan + self.cfg.check_interval.value
+                || (timed_out && self.opts.until_idle)
+            {
+                rescan = true;
+            }
+            if self.backoff_until.is_some_and(|t| now < t) {
+                continue;
+            }
+            self.backoff_until = None;
+            if rescan {
+                self.last_rescan = now;
+                self.paused = Paused::read(&self.spool).is_some();
+                if let Err(e) = self.reload_pending() {
+                    self.io_error(e);
+                }
+                self.intake_scan(Some(SETTLE));
+            } else if !names.is_empty() {
+                names.sort();
+                names.dedup();
+                self.intake(names);
+            }
+            self.enforce_deadlines();
+            if now >= self.last_heartbeat + self.cfg.heartbeat_interval.value {
+                self.write_status(self.current_state());
+            }
+        }
+        self.write_status(WorkerState::Stopped);
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    fn current_state(&self) -> WorkerState {
+        if self.draining {
+            WorkerState::Draining
+        } else if self.paused {
+            WorkerState::Paused
+        } else {
+            WorkerState::Running
+        }
+    }
+
+    fn should_exit(&self) -> bool {
+        if !self.running.is_empty() {
+            return false;
+        }
+        if self.draining {
+            return true;
+        }
+        if self.opts.until_idle {
+            let incoming = intake::candidates(&self.spool, None)
+                .map(|c| c.is_empty())
+                .unwrap_or(true);
+            let runnable = !self.paused && !self.plan().to_start(0, 1).is_empty();
+            return incoming && !runnable;
+        }
+        false
+    }
+
+    fn next_wakeup(&self) -> Instant {
+        let mut t = self.last_rescan + self.cfg.check_interval.value;
+        t = t.min(self.last_heartbeat + self.cfg.heartbeat_interval.value);
+        if let Some(b) = self.backoff_until {
+            t = t.min(b);
+        }
+        for r in self.running.values() {
+            if let Some(d) = r.deadline {
+                t = t.min(d);
+            }
+            if let Some(s) = r.term_sent {
+                t = t.min(s + self.cfg.kill_grace.value);
+            }
+        }
+        if self.opts.until_idle {
+            // Files still settling are taken on a later scan; do not sleep past them.
+            t = t.min(Instant::now() + SETTLE);
+        }
+        t
+    }
+
+    fn io_error(&mut self, e: Error) {
+        if self.backoff_until.is_none() {
+            tracing::error!("{e}; retrying in {:?}", self.backoff);
+        }
+        self.backoff_until = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+    }
+
+    fn io_ok(&mut self) {
+        self.backoff = Duration::from_secs(1);
+    }
+
+    // ---- loading state -------------------------------------------------------------
+
+    fn load_finished(&mut self) -> Result<()> {
+        for (dir, outcome) in [
+            (Dir::Done, SchedOutcome::Done),
+            (Dir::Failed, SchedOutcome::Failed),
+            (Dir::Cancelled, SchedOutcome::Cancelled),
+        ] {
+            for name in store::list(&self.spool, dir)? {
+                if name.package != crate::job::id::REJECTED_PACKAGE {
+                    self.finished.add(&name, outcome, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring the in-memory pending set in line with `pending/` (an admin may add or
+    /// remove files by hand). Only new or changed files are read.
+    fn reload_pending(&mut self) -> Result<()> {
+        let names = store::list(&self.spool, Dir::Pending)?;
+        let present: HashSet<JobId> = names.iter().map(|n| n.id).collect();
+        self.pending.retain(|id, _| present.contains(id));
+        self.pending_mtime.retain(|id, _| present.contains(id));
+        for name in names {
+            let path = self.spool.job_path(Dir::Pending, &name);
+            let mtime = std::fs::metadata(&path)
+                .map(|m| m.mtime_nsec() + m.mtime() * 1_000_000_000)
+                .unwrap_or(0);
+            if self.pending_mtime.get(&name.id) == Some(&mtime) {
+                continue;
+            }
+            match store::read_path(&path) {
+                Ok(job) => {
+                    self.pending.insert(name.id, job);
+                    self.pending_mtime.insert(name.id, mtime);
+                }
+                Err(e) => {
+                    if self.unreadable.insert(name.to_string()) {
+                        tracing::error!("skipping {}: {e}", path.display());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ---- intake --------------------------------------------------------------------
+
+    fn intake_scan(&mut self, settle: Option<Duration>) {
+        match intake::candidates(&self.spool, settle) {
+            Ok(names) => self.intake(names),
+            Err(e) => self.io_error(e),
+        }
+    }
+
+    fn intake(&mut self, names: Vec<String>) {
+        let (requests, jobs): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| store::is_request_ticket(n));
+        let jobs: Vec<String> = jobs
+            .into_iter()
+            .filter(|n| std::fs::symlink_metadata(self.spool.dir(Dir::Incoming).join(n)).is_ok())
+            .collect();
+        if !jobs.is_empty()
+            && let Err(e) = self.reserve_ids(jobs.len() as u64)
+        {
+            return self.io_error(e);
+        }
+        for ticket in jobs {
+            let id = JobId(self.next_id);
+            match transition::claim(&self.spool, &ticket, &intake::claim_name(id, &ticket)) {
+                Ok(()) => {
+                    self.next_id += 1;
+                    self.process_claim(id, &ticket);
+                }
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return self.io_error(e),
+            }
+        }
+        for ticket in requests {
+            let claim = intake::request_claim_name(&ticket);
+            match transition::claim(&self.spool, &ticket, &claim) {
+                Ok(()) => self.process_request(&ticket),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return self.io_error(e),
+            }
+        }
+    }
+
+    /// Make sure `counter` is past the IDs about to be used (intake step 1).
+    fn reserve_ids(&mut self, k: u64) -> Result<()> {
+        if self.next_id + k <= self.reserved_until {
+            return Ok(());
+        }
+        let until = self.next_id + k;
+        let counter = self.spool.file(COUNTER_FILE);
+        transition::replace(&self.spool, &counter, format!("{until}\n").as_bytes(), true)?;
+        self.reserved_until = until;
+        Ok(())
+    }
+
+    /// Intake steps 3–6 for a claimed job file.
+    fn process_claim(&mut self, id: JobId, ticket: &str) {
+        let path = self
+            .spool
+            .dir(Dir::Tmp)
+            .join(intake::claim_name(id, ticket));
+        let now = Timestamp::now();
+        let (owner, verdict) = match intake::open_claimed(&path) {
+            Err(refused) => (
+                refused.owner_uid,
+                Verdict::Reject {
+                    reason: refused.reason,
+                    original: refused.original,
+                },
+            ),
+            Ok(opened) => {
+                let verdict = match self.check_owner(opened.owner_uid) {
+                    Err(reason) => Verdict::Reject {
+                        reason,
+                        original: opened.text,
+                    },
+                    Ok(()) => match JobFile::parse_and_validate(&opened.text) {
+                        Err(e) => Verdict::Reject {
+                            reason: e.to_string(),
+                            original: opened.text,
+                        },
+                        Ok(sub) => match self.check_queue(id, &sub, opened.owner_uid, now) {
+                            Err(reason) => Verdict::Reject {
+                                reason,
+                                original: opened.text,
+                            },
+                            Ok(()) => Verdict::Accept(sub),
+                        },
+                    },
+                };
+                (Some(opened.owner_uid), verdict)
+            }
+        };
+        match intake::record(&self.spool, id, ticket, owner, verdict, now) {
+            Ok(job) => {
+                let name = job.name();
+                match job.state.state {
+                    State::Pending => {
+                        tracing::info!(job_id = id.0, job = %name, owner = %job.meta.owner, spec = %job.spec_text(), "queued");
+                        self.pending.insert(id, job);
+                    }
+                    _ => {
+                        tracing::warn!(job_id = id.0, job = %name, ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
+                        self.remember_finished(&name);
+                    }
+                }
+                self.io_ok();
+            }
+            Err(e) => self.io_error(e),
+        }
+    }
+
+    /// The owner of a submitted file must be root, the worker user, or in the spool's
+    /// group: the kernel let them write `incoming/`, and we check again.
+    fn check_owner(&self, uid: u32) -> Result<(), String> {
+        if uid == 0 || uid == self.worker_uid || identity::is_member(uid, self.spool_gid) {
+            Ok(())
+        } else {
+            Err(format!(
+                "its owner {} is not in group {}; only members may submit",
+                identity::user_name(uid),
+                identity::group_name(self.spool_gid)
+            ))
+        }
+    }
+
+    /// Checks that need the queue: limits, references, cycles.
+    fn check_queue(
+        &self,
+        id: JobId,
+        sub: &crate::job::Submission,
+        uid: u32,
+        now: Timestamp,
+    ) -> Result<(), String> {
+        let limit = self.cfg.max_pending_per_user.value;
+        if uid != 0 && uid != self.worker_uid {
+            let mine = self
+                .pending
+                .values()
+                .filter(|j| j.meta.owner_uid == uid)
+                .count();
+            if mine >= limit {
+                return Err(format!(
+                    "{} already has {mine} pending jobs; the limit is {limit} (max_pending_per_user)",
+                    identity::user_name(uid)
+                ));
+            }
+        }
+        for a in &sub.after {
+            if *a >= id {
+                return Err(format!("after: there is no job {a} yet"));
+            }
+        }
+        let mut q = self.queue_state();
+        q.pending.push(PendingJob {
+            id,
+            name: JobName::new(id, sub.spec.package()).to_string(),
+            package: sub.spec.package().to_string(),
+            priority: sub.priority,
+            dependencies: sub.dependencies.clone(),
+            after: sub.after.clone(),
+            estimate: sub.estimated_time,
+            submitted_at: now,
+        });
+        let plan = scheduler::plan(&q, now, &self.policy());
+        if let Some(r) = plan.order.iter().find(|r| r.id == id)
+            && let Readiness::Doomed(why) = &r.status
+            && why.starts_with("dependency cycle")
+        {
+            return Err(why.clone());
+        }
+        Ok(())
+    }
+
+    // ---- requests ------------------------------------------------------------------
+
+    fn process_request(&mut self, ticket: &str) {
+        let path = self
+            .spool
+            .dir(Dir::Tmp)
+            .join(intake::request_claim_name(ticket));
+        let now = Timestamp::now();
+        let (outcome, message, job) = match intake::open_claimed(&path) {
+            Err(r) => (
+                Outcome::Invalid,
+                format!("request not taken: {}", r.reason),
+                None,
+            ),
+            Ok(opened) => match self.check_owner(opened.owner_uid) {
+                Err(why) => (Outcome::NotPermitted, why, None),
+                Ok(()) => match RequestFile::parse_and_validate(&opened.text) {
+                    Err(e) => (Outcome::Invalid, format!("invalid request: {e}"), None),
+                    Ok(req) => self.act(req, opened.owner_uid, now),
+                },
+            },
+        };
+        tracing::info!(ticket, outcome = ?outcome, "request: {message}");
+        let receipt = Receipt {
+            ticket: ticket.to_string(),
+            outcome,
+            id: job.as_ref().map(|n: &JobName| n.id),
+            job: job.map(|n| n.to_string()),
+            message,
+            at: now,
+        };
+        if let Err(e) = receipt
+            .write(&self.spool)
+            .and_then(|_| intake::remove_claim(&path))
+        {
+            self.io_error(e);
+        }
+    }
+
+    fn is_admin(&self, uid: u32) -> bool {
+        identity::is_admin(uid, self.worker_uid, self.cfg.admin_group.value.as_deref())
+    }
+
+    fn act(
+        &mut self,
+        req: Request,
+        uid: u32,
+        now: Timestamp,
+    ) -> (Outcome, String, Option<JobName>) {
+        let who = identity::user_name(uid);
+        let not_yours = |name: &JobName, owner: &str| {
+            (
+                Outcome::NotPermitted,
+                format!("{name} belongs to {owner}; only they or an admin may change it"),
+                Some(name.clone()),
+            )
+        };
+        match req {
+            Request::Pause(_) | Request::Resume if !self.is_admin(uid) => (
+                Outcome::NotPermitted,
+                format!(
+                    "{who} is not an admin; only root, the worker user and admin_group may pause or resume"
+                ),
+                None,
+            ),
+            Request::Pause(reason) => {
+                let p = Paused {
+                    by: who.clone(),
+                    at: now,
+                    reason,
+                };
+                let text = toml::to_string(&p).expect("paused serializes");
+                match transition::replace(
+                    &self.spool,
+                    &self.spool.file(PAUSED_FILE),
+                    text.as_bytes(),
+                    true,
+                ) {
+                    Ok(()) => {
+                        self.paused = true;
+                        self.write_status(self.current_state());
+                        (
+                            Outcome::Done,
+                            format!("paused by {who}: running jobs finish, no new ones start"),
+                            None,
+                        )
+                    }
+                    Err(e) => (Outcome::Invalid, format!("could not pause: {e}"), None),
+                }
+            }
+            Request::Resume => {
+                let _ = std::fs::remove_file(self.spool.file(PAUSED_FILE));
+                let _ = transition::fsync_dir(self.spool.root());
+                self.paused = false;
+                self.write_status(self.current_state());
+                (Outcome::Done, format!("resumed by {who}"), None)
+            }
+            Request::Cancel(id) | Request::Priority(id, _) if self.running.contains_key(&id) => {
+                let r = &self.running[&id];
+                let name = r.job.name();
+                if r.job.meta.owner_uid != uid && !self.is_admin(uid) {
+                    return not_yours(&name, &r.job.meta.owner);
+                }
+                if let Request::Priority(..) = req {
+                    return (
+                        Outcome::AlreadyFinished,
+                        format!("{name} is already running"),
+                        Some(name),
+                    );
+                }
+                let r = self.running.get_mut(&id).expect("checked above");
+                if r.stop.is_none() {
+                    r.stop = Some(StopReason::Cancel { by: who.clone() });
+                    r.term_sent = Some(Instant::now());
+                    self.executor.stop(&r.handle, false);
+                }
+                (
+                    Outcome::Done,
+                    format!("cancelling {name}: its Spack is being stopped"),
+                    Some(name),
+                )
+            }
+            Request::Cancel(id) | Request::Priority(id, _) if self.pending.contains_key(&id) => {
+                let job = &self.pending[&id];
+                let name = job.name();
+                if job.meta.owner_uid != uid && !self.is_admin(uid) {
+                    return not_yours(&name, &job.meta.owner);
+                }
+                let mut job = job.clone();
+                let result = match req {
+                    Request::Priority(_, p) => {
+                        if let Body::Valid(s) = &mut job.body {
+                            s.priority = p;
+                        }
+                        rewrite(&self.spool, Dir::Pending, &job)
+                            .map(|_| format!("{name} now has priority {p}"))
+                    }
+                    _ => {
+                        job.state.state = State::Cancelled;
+                        job.state.reason = Some(format!("cancelled by {who}"));
+                        job.state.finished_at = Some(now);
+                        job.state.since = now;
+                        rewrite(&self.spool, Dir::Pending, &job)
+                            .and_then(|_| {
+                                move_job(&self.spool, &name, Dir::Pending, Dir::Cancelled)
+                            })
+                            .map(|_| format!("cancelled {name}"))
+                    }
+                };
+                match result {
+                    Ok(msg) => {
+                        if job.state.state == State::Cancelled {
+                            self.pending.remove(&id);
+                            self.remember_finished(&name);
+                            self.finished.add(&name, SchedOutcome::Cancelled, Some(now));
+                        } else {
+                            self.pending.insert(id, job);
+                            self.pending_mtime.remove(&id);
+                        }
+                        (Outcome::Done, msg, Some(name))
+                    }
+                    Err(e) => (
+                        Outcome::Invalid,
+                        format!("could not change {name}: {e}"),
+                        Some(name),
+                    ),
+                }
+            }
+            Request::Cancel(id) | Request::Priority(id, _) => {
+                match store::locate(&self.spool, id) {
+                    Ok(Some((dir, name))) => (
+                        Outcome::AlreadyFinished,
+                        format!("{name} has already finished (in {}/)", dir.name()),
+                        Some(name),
+                    ),
+                    _ => (Outcome::NotFound, format!("there is no job {id}"), None),
+                }
+            }
+        }
+    }
+
+    // ---- scheduling ----------------------------------------------------------------
+
+    fn policy(&self) -> Policy {
+        Policy {
+            max_parallel: self.cfg.max_parallel.value,
+            default_estimate: self.cfg.default_estimate.value,
+            ..Policy::default()
+        }
+    }
+
+    fn queue_state(&self) -> QueueState {
+        let mut q = QueueState::default();
+        for job in self.pending.values() {
+            let Some(sub) = job.submission() else {
+                continue;
+            };
+            q.pending.push(PendingJob {
+                id: job.meta.id,
+                name: job.meta.name.clone(),
+                package: job.meta.package.clone(),
+                priority: sub.priority,
+                dependencies: sub.dependencies.clone(),
+                after: sub.after.clone(),
+                estimate: sub.estimated_time,
+                submitted_at: job.meta.submitted_at,
+            });
+        }
+        for r in self.running.values() {
+            q.running.push(RunningJob {
+                id: r.job.meta.id,
+                name: r.job.meta.name.clone(),
+                package: r.job.meta.package.clone(),
+            });
+        }
+        for p in &q.pending.clone() {
+            for a in &p.after {
+                if let Some((o, pkg)) = self.finished.bad.get(&a.0) {
+                    let name = JobName::new(*a, pkg).to_string();
+                    q.finished.insert(
+                        *a,
+                        FinishedJob {
+                            id: *a,
+                            name,
+                            package: pkg.to_string(),
+                            outcome: *o,
+                            finished_at: Timestamp(0),
+                        },
+                    );
+                }
+            }
+            for d in &p.dependencies {
+                if let Some((id, o, at)) = self.finished.latest.get(d.as_str()) {
+                    let name = JobName::new(JobId(*id), d).to_string();
+                    let at = at.unwrap_or_else(|| self.finished_at(&name, *o));
+                    q.latest_by_package.insert(
+                        d.clone(),
+                        FinishedJob {
+                            id: JobId(*id),
+                            name,
+                            package: d.clone(),
+                            outcome: *o,
+                            finished_at: at,
+                        },
+                    );
+                }
+            }
+        }
+        q
+    }
+
+    /// When a finished job finished (read from its record; only for failed dependencies).
+    fn finished_at(&self, name: &str, o: SchedOutcome) -> Timestamp {
+        if o == SchedOutcome::Done {
+            return Timestamp(0);
+        }
+        let dir = if o == SchedOutcome::Failed {
+            Dir::Failed
+        } else {
+            Dir::Cancelled
+        };
+        store::read_path(&self.spool.dir(dir).join(format!("{name}.toml")))
+            .ok()
+            .and_then(|j| j.state.finished_at)
+            .unwrap_or(Timestamp(0))
+    }
+
+    fn plan(&self) -> scheduler::Plan {
+        scheduler::plan(&self.queue_state(), Timestamp::now(), &self.policy())
+    }
+
+    fn schedule(&mut self) {
+        if self.backoff_until.is_some() {
+            return;
+        }
+        let plan = self.plan();
+        if self.cfg.on_dependency_failure.value == DependencyFailure::Fail {
+            let doomed: Vec<(JobId, String)> = plan
+                .doomed()
+                .map(|(r, why)| (r.id, why.to_string()))
+                .collect();
+            for (id, why) in doomed {
+                self.fail_pending(id, why);
+            }
+        }
+        if self.paused || self.draining {
+            return;
+        }
+        let max = self.cfg.max_parallel.value;
+        let starts = if plan.doomed().next().is_some()
+            && self.cfg.on_dependency_failure.value == DependencyFailure::Fail
+        {
+            self.plan().to_start(self.running.len(), max)
+        } else {
+            plan.to_start(self.running.len(), max)
+        };
+        for id in starts {
+            self.start_job(id);
+        }
+    }
+
+    fn fail_pending(&mut self, id: JobId, why: String) {
+        let Some(mut job) = self.pending.get(&id).cloned() else {
+            return;
+        };
+        let name = job.name();
+        let now = Timestamp::now();
+        job.state.state = State::Failed;
+        job.state.reason = Some(why.clone());
+        job.state.finished_at = Some(now);
+        job.state.since = now;
+        match rewrite(&self.spool, Dir::Pending, &job)
+            .and_then(|_| move_job(&self.spool, &name, Dir::Pending, Dir::Failed))
+        {
+            Ok(()) => {
+                tracing::warn!(job_id = id.0, job = %name, "failed: {why}");
+                self.pending.remove(&id);
+                self.finished.add(&name, SchedOutcome::Failed, Some(now));
+                self.remember_finished(&name);
+            }
+            Err(e) => self.io_error(e),
+        }
+    }
+
+    fn argv(&self, job: &Job) -> Vec<String> {
+        let mut argv = vec![self.spack.clone(), "install".to_string()];
+        argv.extend(self.cfg.install_args.value.iter().cloned());
+        argv.push(job.spec_text().to_string());
+        argv
+    }
+
+    /// *start*: move pending → running, rewrite, then run Spack.
+    fn start_job(&mut self, id: JobId) {
+        let Some(mut job) = self.pending.get(&id).cloned() else {
+            return;
+        };
+        let name = job.name();
+        if let Err(e) = move_job(&self.spool, &name, Dir::Pending, Dir::Running) {
+            // Gone (an admin moved it) or an I/O error: reread the directory later.
+            self.pending.remove(&id);
+            return self.io_error(e);
+        }
+        self.pending.remove(&id);
+        self.pending_mtime.remove(&id);
+        let now = Timestamp::now();
+        job.state.state = State::Running;
+        job.state.since = now;
+        job.state.attempts += 1;
+        job.state.started_at = Some(now);
+        job.state.argv = self.argv(&job);
+        job.state.log = Some(Spool::log_rel(&name));
+        if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
+            // The file is in running/ marked pending: recovery's rule moves it back.
+            let mut r = recovery::Recovered::default();
+            let _ = recovery::resolve_running(&self.spool, &name, &mut r);
+            let _ = self.reload_pending();
+            return self.io_error(e);
+        }
+        let log = self.spool.log_path(&name);
+        let launch = Launch {
+            name: name.to_string(),
+            argv: job.state.argv.clone(),
+            log: log.clone(),
+            env: clean_env(
+                &self.cfg.env_allow.value,
+                (JOB_MARKER_ENV, self.spool.job_marker(&name)),
+            ),
+        };
+        append_log(
+            &log,
+            &format!(
+                "==> spack-installer: {name} attempt {} started {now}\n==> spack-installer: argv {}\n",
+                job.state.attempts,
+                serde_json::to_string(&launch.argv).unwrap_or_default()
+            ),
+        );
+        let timeout = self.cfg.job_timeout(
+            job.submission().and_then(|s| s.timeout),
+            job.submission().and_then(|s| s.estimated_time),
+        );
+        let tx = self.tx.clone();
+        let started = Instant::now();
+        tracing::info!(job_id = id.0, job = %name, attempt = job.state.attempts, "starting: {}", launch.argv.join(" "));
+        match self.executor.start(
+            &launch,
+            Box::new(move |exit| {
+                let _ = tx.send(Event::Exited { id, exit });
+            }),
+        ) {
+            Ok(handle) => {
+                self.running.insert(
+                    id,
+                    Running {
+                        job,
+                        handle,
+                        started,
+                        deadline: timeout.map(|t| started + t),
+                        stop: None,
+                        term_sent: None,
+                        killed: false,
+                    },
+                );
+                self.write_status(self.current_state());
+            }
+            Err(e) => {
+                append_log(
+                    &log,
+                    &format!("==> spack-installer: could not start: {e}\n"),
+                );
+                self.running.insert(
+                    id,
+                    Running {
+                        job,
+                        handle: Handle { pgid: None },
+                        started,
+                        deadline: None,
+                        stop: None,
+                        term_sent: None,
+                        killed: false,
+                    },
+                );
+                self.on_exit(id, Exit::NotStarted);
+            }
+        }
+    }
+
+    fn enforce_deadlines(&mut self) {
+        let now = Instant::now();
+        let grace = self.cfg.kill_grace.value;
+        for r in self.running.values_mut() {
+            if r.stop.is_none()
+                && let Some(d) = r.deadline.filter(|d| now >= *d)
+            {
+                let after = d - r.started;
+                tracing::warn!(job = %r.job.meta.name, "timed out after {}", humantime::format_duration(Duration::from_secs(after.as_secs())));
+                r.stop = Some(StopReason::Timeout(after));
+                r.term_sent = Some(now);
+                self.executor.stop(&r.handle, false);
+            }
+            if let Some(t) = r.term_sent
+                && !r.killed
+                && now >= t + grace
+            {
+                r.killed = true;
+                self.executor.stop(&r.handle, true);
+            }
+        }
+    }
+
+    /// *finish*: rewrite the outcome into running/, then move it to its directory.
+    fn on_exit(&mut self, id: JobId, exit: Exit) {
+        let Some(r) = self.running.remove(&id) else {
+            return;
+        };
+        let mut job = r.job;
+        let name = job.name();
+        let log = self.spool.log_path(&name);
+        let elapsed = Duration::from_secs(r.started.elapsed().as_secs());
+        let now = Timestamp::now();
+        if let Some(StopReason::Shutdown) = r.stop {
+            append_log(
+                &log,
+                "==> spack-installer: interrupted by the worker's shutdown; requeued\n",
+            );
+            job.state.attempts = job.state.attempts.saturating_sub(1);
+            match recovery::requeue(&self.spool, &mut job, now) {
+                Ok(()) => tracing::info!(job_id = id.0, job = %name, "interrupted and requeued"),
+                Err(e) => self.io_error(e),
+            }
+            return;
+        }
+        let (state, reason) = match (&r.stop, exit) {
+            (Some(StopReason::Cancel { by }), _) => {
+                (State::Cancelled, format!("cancelled by {by} while running"))
+            }
+            (Some(StopReason::Timeout(d)), _) => (
+                State::Failed,
+                format!(
+                    "timed out after {}",
+                    humantime::format_duration(Duration::from_secs(d.as_secs()))
+                ),
+            ),
+            (_, e) if e.success() => (State::Done, "installed".to_string()),
+            (_, Exit::Code(c)) => (
+                State::Failed,
+                match last_error_line(&log) {
+                    Some(line) => format!("spack exited with code {c}: {line}"),
+                    None => format!("spack exited with code {c}"),
+                },
+            ),
+            (_, Exit::Signal(s)) => (State::Failed, format!("spack was killed by signal {s}")),
+            (_, Exit::NotStarted) => (
+                State::Failed,
+                format!("spack could not be started ({}); see the log", self.spack),
+            ),
+        };
+        append_log(
+            &log,
+            &format!(
+                "==> spack-installer: {name} {state} after {}: {reason}\n",
+                humantime::format_duration(elapsed)
+            ),
+        );
+        job.state.state = state;
+        job.state.exit_code = Some(exit.code());
+        job.state.reason = Some(reason.clone());
+        job.state.finished_at = Some(now);
+        job.state.since = now;
+        let result = rewrite(&self.spool, Dir::Running, &job)
+            .and_then(|_| move_job(&self.spool, &name, Dir::Running, state.dir()));
+        match result {
+            Ok(()) => {
+                tracing::info!(job_id = id.0, job = %name, exit_code = exit.code(), state = %state, "{reason}");
+                let outcome = match state {
+                    State::Done => SchedOutcome::Done,
+                    State::Cancelled => SchedOutcome::Cancelled,
+                    _ => SchedOutcome::Failed,
+                };
+                self.finished.add(&name, outcome, Some(now));
+                self.remember_finished(&name);
+                self.io_ok();
+            }
+            Err(e) => {
+                // The outcome may be only in memory: keep the job "running" so the
+                // retry after the backoff records it (recovery does, if we die first).
+                self.io_error(e);
+                let _ = self.tx.send(Event::Exited { id, exit });
+                self.running.insert(
+                    id,
+                    Running {
+                        job,
+                        handle: r.handle,
+                        started: r.started,
+                        deadline: None,
+                        stop: r.stop,
+                        term_sent: None,
+                        killed: true,
+                    },
+                );
+            }
+        }
+        self.write_status(self.current_state());
+    }
+
+    fn remember_finished(&mut self, name: &JobName) {
+        self.recent.push_front(name.to_string());
+        self.recent.truncate(RECENT);
+    }
+
+    // ---- signals and status --------------------------------------------------------
+
+    fn on_signal(&mut self, sig: i32) {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        match sig {
+            SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
+                Ok(cfg) => {
+                    self.cfg = cfg;
+                    match resolve_spack(&self.cfg, self.opts.dry_run) {
+                        Ok(s) => self.spack = s,
+                        Err(e) => tracing::error!("{e}; keeping {}", self.spack),
+                    }
+                    tracing::info!("configuration reloaded");
+                }
+                Err(e) => tracing::error!("configuration not reloaded: {e}"),
+            },
+            SIGTERM | SIGINT if !self.draining => {
+                self.draining = true;
+                if self.running.is_empty() {
+                    tracing::info!("stopping");
+                } else {
+                    tracing::info!(
+                        "stopping: waiting for {} running install(s) to finish; signal again to interrupt and requeue them",
+                        self.running.len()
+                    );
+                }
+                self.write_status(WorkerState::Draining);
+            }
+            SIGTERM | SIGINT => {
+                tracing::info!(
+                    "interrupting {} running install(s); they go back to pending/",
+                    self.running.len()
+                );
+                for r in self.running.values_mut() {
+                    if !matches!(r.stop, Some(StopReason::Cancel { .. })) {
+                        r.stop = Some(StopReason::Shutdown);
+                    }
+                    r.term_sent = Some(Instant::now());
+                    self.executor.stop(&r.handle, false);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn write_status(&mut self, state: WorkerState) {
+        self.last_heartbeat = Instant::now();
+        let st = WorkerStatus {
+            pid: std::process::id(),
+            started_at: self.started_at,
+            heartbeat: Timestamp::now(),
+            state,
+            running: self
+                .running
+                .values()
+                .map(|r| r.job.meta.name.clone())
+                .collect(),
+            recent: self.recent.iter().cloned().collect(),
+            dry_run: self.opts.dry_run,
+            max_parallel: self.cfg.max_parallel.value,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let text = toml::to_string(&st).expect("status serializes");
+        if let Err(e) = transition::replace(
+            &self.spool,
+            &self.spool.file(STATUS_FILE),
+            text.as_bytes(),
+            false,
+        ) {
+            tracing::debug!("status not written: {e}");
+        }
+    }
+}
+
+/// The Spack to run: resolved from the config; in dry-run mode a missing Spack is fine.
+fn resolve_spack(cfg: &Config, dry_run: bool) -> Result<String> {
+    match cfg.resolve_spack() {
+        Ok((p, how)) => {
+            tracing::debug!("using {} ({how})", p.display());
+            Ok(p.display().to_string())
+        }
+        Err(_) if dry_run => Ok("spack".to_string()),
+        Err(e) => Err(e),
+    }
+}
+
+fn append_log(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(crate::spool::FILE_MODE)
+        .open(path)
+    {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+/// The last `==> Error:` line of a log, for the reason of a failed job.
+pub fn last_error_line(path: &std::path::Path) -> Option<String> {
+    let text = tail(path, 16 * 1024)?;
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("==> Error:"))
+        .map(|l| l.chars().take(300).collect())
+}
+
+/// The last `n` bytes of a file, lossily decoded.
+pub fn tail(path: &std::path::Path, n: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}

@@ -1,0 +1,251 @@
+//! The spool queue end to end: the real binary, a real spool, real inotify, real
+//! processes and signals, and the fake Spack.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::fs;
+use std::time::Duration;
+use support::{TestSpool, wait_until};
+
+#[test]
+fn submit_then_worker_installs_into_done_with_log() {
+    let s = TestSpool::new();
+    let out = s.ok(&["submit", "hdf5@1.14 +mpi ^openmpi"]);
+    assert!(out.contains("queued as ticket t"), "{out}");
+    assert_eq!(s.ls("incoming").len(), 1);
+    s.drain();
+    assert_eq!(s.ls("done"), vec!["000001-hdf5.toml"]);
+    assert!(
+        s.ls("incoming").is_empty() && s.ls("pending").is_empty() && s.ls("running").is_empty()
+    );
+    // The spec reached Spack as ONE argument, after the configured install_args.
+    assert_eq!(
+        s.installs(),
+        vec![vec!["install", "--fail-fast", "hdf5@1.14 +mpi ^openmpi"]]
+    );
+    let rec = s.read("done/000001-hdf5.toml");
+    assert!(rec.contains("state = \"done\""), "{rec}");
+    assert!(rec.contains("exit_code = 0"), "{rec}");
+    assert!(rec.contains("attempts = 1"), "{rec}");
+    let log = s.read("logs/000001-hdf5.log");
+    assert!(log.contains("==> hdf5: Successfully installed"), "{log}");
+    assert!(
+        s.ls("tmp").is_empty(),
+        "no temp files left: {:?}",
+        s.ls("tmp")
+    );
+}
+
+#[test]
+fn failing_install_lands_in_failed_with_reason_and_exit_code() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_FAIL".into(), "zlib".into()));
+    s.ok(&["submit", "zlib", "nosuchpkg"]);
+    s.drain();
+    assert_eq!(
+        s.ls("failed"),
+        vec!["000001-zlib.toml", "000002-nosuchpkg.toml"]
+    );
+    let zlib = s.read("failed/000001-zlib.toml");
+    assert!(zlib.contains("exit_code = 1"), "{zlib}");
+    assert!(
+        zlib.contains("reason = \"spack exited with code 1: ==> Error: ProcessError"),
+        "{zlib}"
+    );
+    let unknown = s.read("failed/000002-nosuchpkg.toml");
+    assert!(
+        unknown.contains("==> Error: Package 'nosuchpkg' not found."),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn priority_then_dependencies_decide_the_order() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "-p", "low", "aaa"]);
+    s.ok(&["submit", "-p", "high", "netcdf-c", "-d", "hdf5"]);
+    s.ok(&["submit", "-p", "medium", "hdf5"]);
+    s.ok(&["submit", "-p", "high", "zzz"]);
+    s.drain();
+    // zzz (high, ready) first; netcdf-c is high but waits for hdf5, which runs next.
+    assert_eq!(s.install_order(), vec!["zzz", "hdf5", "netcdf-c", "aaa"]);
+}
+
+#[test]
+fn after_waits_for_a_job_and_a_failed_dependency_fails_the_dependent() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_FAIL".into(), "zlib".into()));
+    s.ok(&["submit", "zlib"]);
+    s.ok(&["submit", "-p", "high", "hdf5", "--after", "1"]);
+    s.drain();
+    assert_eq!(s.install_order(), vec!["zlib"]);
+    let hdf5 = s.read("failed/000002-hdf5.toml");
+    assert!(
+        hdf5.contains("reason = \"dependency 000001-zlib failed\""),
+        "{hdf5}"
+    );
+}
+
+#[test]
+fn a_second_worker_is_refused_naming_the_holder() {
+    let s = TestSpool::new();
+    let w = s.spawn_worker(&[]);
+    let out = s.run(&["worker", "run"]);
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("pid {}", w.pid())), "{err}");
+}
+
+#[test]
+fn bad_files_are_rejected_with_reasons_and_good_jobs_still_run() {
+    let s = TestSpool::new();
+    s.drop_file("typo.toml", "spec = \"cmake\"\npriorty = \"high\"\n");
+    s.drop_file("garbage.toml", "this is [not toml\n");
+    s.drop_file("option.toml", "spec = \"--help\"\n");
+    std::os::unix::fs::symlink("/etc/shadow", s.path("incoming/shadow.toml")).unwrap();
+    s.drop_file("ignored.txt", "spec = \"zlib\"\n");
+    s.drop_file("good.toml", "spec = \"zlib\"\n");
+    s.drain();
+    assert_eq!(s.install_order(), vec!["zlib"]);
+    let failed = s.ls("failed");
+    assert_eq!(failed.len(), 4, "{failed:?}");
+    let reasons: String = failed
+        .iter()
+        .map(|f| s.read(&format!("failed/{f}")))
+        .collect();
+    assert!(reasons.contains("unknown field `priorty`"), "{reasons}");
+    assert!(reasons.contains("line 1"), "{reasons}");
+    assert!(reasons.contains("starts with `-`"), "{reasons}");
+    assert!(
+        reasons.contains("symbolic link (to `/etc/shadow`)"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("state = \"rejected\""), "{reasons}");
+    // The original text is kept for a person to read.
+    assert!(reasons.contains("this is [not toml"), "{reasons}");
+    // Only *.toml is taken; the .txt stays where it was.
+    assert_eq!(s.ls("incoming"), vec!["ignored.txt"]);
+}
+
+#[test]
+fn dry_run_moves_jobs_but_runs_nothing() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib"]);
+    s.ok(&["worker", "run", "--until-idle", "--dry-run"]);
+    assert_eq!(s.ls("done"), vec!["000001-zlib.toml"]);
+    assert!(s.installs().is_empty(), "dry run must not run Spack");
+    let log = s.read("logs/000001-zlib.log");
+    assert!(log.contains("==> dry run: would run"), "{log}");
+    assert!(log.contains("\"zlib\""), "{log}");
+}
+
+#[test]
+fn a_running_worker_picks_up_by_inotify_and_submit_prints_the_id() {
+    let s = TestSpool::new();
+    // A rescan interval of an hour: only inotify can explain a quick pick-up.
+    let mut c = s.command(&["worker", "run"]);
+    c.env("WORKER_CHECK_INTERVAL", "3600");
+    let log = s.dir.path().join("w.log");
+    let f = fs::File::create(&log).unwrap();
+    let child = c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
+    let _w = support::WorkerProc { child, log };
+    wait_until("worker up", Duration::from_secs(10), || {
+        fs::read_to_string(s.path("worker.toml")).is_ok_and(|t| t.contains("state = \"running\""))
+    });
+    let out = s.ok(&["submit", "--json", "zlib"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["outcome"], "accepted", "{out}");
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["job"], "000001-zlib");
+    wait_until("zlib done", Duration::from_secs(10), || {
+        s.where_is("000001-zlib").as_deref() == Some("done")
+    });
+}
+
+#[test]
+fn submit_wait_returns_the_outcome_as_exit_code() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_FAIL".into(), "bad".into()));
+    let _w = s.spawn_worker(&[]);
+    let ok = s.run(&["submit", "--wait", "good"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("(done)"));
+    let bad = s.run(&["submit", "--wait", "bad"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("(failed)"));
+}
+
+#[test]
+fn status_lists_every_state() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib"]);
+    let out = s.ok(&["status"]);
+    assert!(out.contains("incoming") && out.contains("zlib"), "{out}");
+    assert!(out.contains("worker: not running"), "{out}");
+    s.drain();
+    s.ok(&["submit", "-p", "high", "cmake"]);
+    let json = s.ok(&["status", "--all", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let jobs = v["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{json}");
+    assert_eq!(jobs[0]["name"], "000001-zlib");
+    assert_eq!(jobs[0]["state"], "done");
+    assert_eq!(
+        jobs[0]["owner"],
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name
+    );
+    assert_eq!(jobs[1]["state"], "incoming");
+    assert_eq!(jobs[1]["priority"], "high");
+    assert_eq!(v["counts"]["incoming"], 1);
+}
+
+#[test]
+fn a_job_over_its_timeout_is_killed_and_failed() {
+    let mut s = TestSpool::with_config("kill_grace = 1\n");
+    s.env.push(("SPACK_FAKE_DELAY".into(), "30".into()));
+    s.ok(&["submit", "--timeout", "1", "slowpkg"]);
+    s.drain();
+    let rec = s.read("failed/000001-slowpkg.toml");
+    assert!(rec.contains("reason = \"timed out after 1s\""), "{rec}");
+}
+
+#[test]
+fn sigterm_drains_and_a_second_sigterm_requeues() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "first"]);
+    wait_until("first running", Duration::from_secs(10), || {
+        s.where_is("000001-first").as_deref() == Some("running")
+    });
+    s.ok(&["submit", "--no-wait", "second"]);
+    w.signal(Signal::SIGTERM);
+    assert!(w.wait(Duration::from_secs(20)).success());
+    // The running install finished; nothing new started.
+    assert_eq!(s.where_is("000001-first").as_deref(), Some("done"));
+    assert_eq!(s.install_order(), vec!["first"]);
+
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "second=60".into()));
+    let mut w = s.spawn_worker(&[]);
+    wait_until("second running", Duration::from_secs(10), || {
+        s.where_is("000002-second").as_deref() == Some("running")
+    });
+    w.signal(Signal::SIGTERM);
+    std::thread::sleep(Duration::from_millis(200));
+    w.signal(Signal::SIGTERM);
+    assert!(w.wait(Duration::from_secs(20)).success());
+    assert_eq!(s.where_is("000002-second").as_deref(), Some("pending"));
+    let rec = s.read("pending/000002-second.toml");
+    assert!(
+        rec.contains("attempts = 0"),
+        "an interruption the worker chose does not count: {rec}"
+    );
+}

@@ -1,0 +1,139 @@
+//! Crash recovery: a spool left mid-transition, and a worker killed with SIGKILL while
+//! Spack runs, are brought back to exactly one state per job by the next start.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use spack_installer::job::{Body, Job, JobFile, JobId, Meta, State, StateInfo};
+use spack_installer::time::Timestamp;
+use std::fs;
+use std::time::Duration;
+use support::{TestSpool, wait_until};
+
+fn record(id: u64, pkg: &str, state: State, attempts: u32) -> String {
+    let now = Timestamp::now();
+    let mut st = StateInfo::new(state, now);
+    st.attempts = attempts;
+    Job {
+        meta: Meta {
+            id: JobId(id),
+            name: format!("{id:06}-{pkg}"),
+            package: pkg.into(),
+            owner_uid: nix::unistd::getuid().as_raw(),
+            owner: "tester".into(),
+            submitted_at: now,
+            ticket: format!("t{id}.toml"),
+        },
+        state: st,
+        body: Body::Valid(JobFile::parse_and_validate(&format!("spec = \"{pkg}\"\n")).unwrap()),
+    }
+    .to_toml()
+}
+
+#[test]
+fn a_spool_left_mid_transition_is_recovered() {
+    let s = TestSpool::new();
+    // Crash after intake's claim: a claimed file and no job 7 yet.
+    fs::write(s.path("tmp/claim.000007.t7.toml"), "spec = \"claimed\"\n").unwrap();
+    // Crash after a pending job was rewritten as cancelled, before the move.
+    fs::write(
+        s.path("pending/000002-cancelme.toml"),
+        record(2, "cancelme", State::Cancelled, 0),
+    )
+    .unwrap();
+    // Crash between finish's rewrite and move: the outcome is recorded.
+    fs::write(
+        s.path("running/000003-finished.toml"),
+        record(3, "finished", State::Done, 1),
+    )
+    .unwrap();
+    // The worker died while Spack ran (first attempt) ...
+    fs::write(
+        s.path("running/000004-crashed.toml"),
+        record(4, "crashed", State::Running, 1),
+    )
+    .unwrap();
+    // ... and for the third time.
+    fs::write(
+        s.path("running/000005-cursed.toml"),
+        record(5, "cursed", State::Running, 3),
+    )
+    .unwrap();
+    // Crash between start's move and rewrite: never started.
+    fs::write(
+        s.path("running/000006-unstarted.toml"),
+        record(6, "unstarted", State::Pending, 0),
+    )
+    .unwrap();
+    // A temp file whose rename never happened.
+    fs::write(s.path("tmp/.half-written"), "spec = ").unwrap();
+    // counter lost.
+    fs::remove_file(s.path("counter")).unwrap();
+
+    s.drain();
+
+    assert_eq!(s.where_is("000002-cancelme").as_deref(), Some("cancelled"));
+    assert_eq!(s.where_is("000003-finished").as_deref(), Some("done"));
+    assert_eq!(s.where_is("000004-crashed").as_deref(), Some("done"));
+    assert!(s.read("done/000004-crashed.toml").contains("attempts = 2"));
+    assert_eq!(s.where_is("000005-cursed").as_deref(), Some("failed"));
+    assert!(
+        s.read("failed/000005-cursed.toml")
+            .contains("worker died 3 times while installing")
+    );
+    assert_eq!(s.where_is("000006-unstarted").as_deref(), Some("done"));
+    assert_eq!(s.where_is("000007-claimed").as_deref(), Some("done"));
+    // Spack ran for the three that needed it, once each; never for 3 ("finished").
+    let mut order = s.install_order();
+    order.sort();
+    assert_eq!(order, vec!["claimed", "crashed", "unstarted"]);
+    assert!(s.ls("tmp").is_empty(), "{:?}", s.ls("tmp"));
+    // The next ID continues after the highest seen.
+    s.ok(&["submit", "zlib"]);
+    s.drain();
+    assert_eq!(s.where_is("000008-zlib").as_deref(), Some("done"));
+}
+
+#[test]
+fn kill_9_while_spack_runs_then_restart_requeues_and_leaves_no_orphan() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "slow=30".into()));
+    let w = s.spawn_worker(&[]);
+    s.ok(&["submit", "slow"]);
+    wait_until("slow running", Duration::from_secs(10), || {
+        s.where_is("000001-slow").as_deref() == Some("running")
+    });
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-slow", s.root.display());
+    wait_until("spack started", Duration::from_secs(10), || {
+        !marked(&marker).is_empty()
+    });
+    w.signal(Signal::SIGKILL);
+    drop(w);
+    // PDEATHSIG kills Spack itself; the restarted worker kills what Spack left behind.
+    s.env.retain(|(k, _)| k != "SPACK_FAKE_DELAYS");
+    s.drain();
+    assert!(
+        marked(&marker).is_empty(),
+        "processes of the killed job remain: {:?}",
+        marked(&marker)
+    );
+    assert_eq!(s.where_is("000001-slow").as_deref(), Some("done"));
+    let rec = s.read("done/000001-slow.toml");
+    assert!(rec.contains("attempts = 2"), "{rec}");
+}
+
+/// PIDs whose environment carries this marker.
+fn marked(marker: &str) -> Vec<i32> {
+    let needle = format!("{marker}\0");
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let env = fs::read(e.path().join("environ")).ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
+            (!zombie && env.windows(needle.len()).any(|w| w == needle.as_bytes())).then_some(pid)
+        })
+        .collect()
+}

@@ -1,0 +1,246 @@
+//! Test support: a real spool in a temp directory, the real binary, the fake Spack, and
+//! a bounded poll instead of sleeps. Each test reads like the README: submit, run the
+//! worker, look at the spool.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_spack-installer");
+
+pub fn fake_spack() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-spack/spack")
+}
+
+/// Wait until `cond` holds, checking every 20 ms, for at most `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+pub struct TestSpool {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+    /// Extra environment for every command and worker.
+    pub env: Vec<(String, String)>,
+}
+
+impl TestSpool {
+    /// A fresh spool made by `init`, with a config that runs the fake Spack.
+    pub fn new() -> TestSpool {
+        Self::with_config("")
+    }
+
+    pub fn with_config(extra: &str) -> TestSpool {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("spool");
+        let config = dir.path().join("config.toml");
+        fs::write(
+            &config,
+            format!(
+                "spack = \"{}\"\ninstall_args = [\"--fail-fast\"]\n{extra}",
+                fake_spack().display()
+            ),
+        )
+        .unwrap();
+        let s = TestSpool {
+            env: vec![
+                (
+                    "SPACK_FAKE_RECORD".into(),
+                    dir.path().join("argv.log").display().to_string(),
+                ),
+                (
+                    "SPACK_FAKE_EVENTS".into(),
+                    dir.path().join("events.log").display().to_string(),
+                ),
+            ],
+            dir,
+            root,
+            config,
+        };
+        let out = s.run(&["init"]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("SPACK_INSTALLER_SPOOL", &self.root)
+            .env("SPACK_INSTALLER_CONFIG", &self.config)
+            .env("NO_COLOR", "1")
+            .env("WORKER_CHECK_INTERVAL", "0.5")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `worker run --until-idle`, returning its output.
+    pub fn drain(&self) -> Output {
+        let out = self.run(&["worker", "run", "--until-idle"]);
+        assert!(
+            out.status.success(),
+            "worker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// A worker in the background, killed when dropped.
+    pub fn spawn_worker(&self, args: &[&str]) -> WorkerProc {
+        let log = self
+            .dir
+            .path()
+            .join(format!("worker-{}.log", std::process::id()));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut all = vec!["worker", "run"];
+        all.extend_from_slice(args);
+        let child = self
+            .command(&all)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        let w = WorkerProc { child, log };
+        let status = self.root.join("worker.toml");
+        wait_until("the worker to start", Duration::from_secs(10), || {
+            fs::read_to_string(&status).is_ok_and(|s| {
+                s.contains(&format!("pid = {}", w.child.id())) && !s.contains("\"starting\"")
+            })
+        });
+        w
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    /// File names in a spool directory, sorted.
+    pub fn ls(&self, dir: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.root.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        fs::read_to_string(self.root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Every install the fake Spack ran: its argv.
+    pub fn installs(&self) -> Vec<Vec<String>> {
+        fs::read_to_string(self.dir.path().join("argv.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split('\x1f').map(String::from).collect())
+            .collect()
+    }
+
+    /// The package of each install, in order.
+    pub fn install_order(&self) -> Vec<String> {
+        self.installs()
+            .iter()
+            .map(|a| {
+                a.last()
+                    .unwrap()
+                    .split(['@', ' ', '+', '~', '%', '^'])
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Drop a file into incoming/ the way the spool-layout.md tells admins to.
+    pub fn drop_file(&self, name: &str, content: &str) {
+        let tmp = self.root.join("incoming").join(format!(".{name}"));
+        fs::write(&tmp, content).unwrap();
+        fs::rename(&tmp, self.root.join("incoming").join(name)).unwrap();
+    }
+
+    /// Which state directory a job is in.
+    pub fn where_is(&self, name: &str) -> Option<String> {
+        ["pending", "running", "done", "failed", "cancelled"]
+            .into_iter()
+            .find(|d| self.root.join(d).join(format!("{name}.toml")).exists())
+            .map(String::from)
+    }
+}
+
+pub struct WorkerProc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl WorkerProc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+    /// Wait for it to exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < end,
+                "worker did not exit within {limit:?}; log:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
