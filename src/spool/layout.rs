@@ -102,7 +102,16 @@ fn ensure_dir(path: &Path, mode: u32, uid: u32, gid: u32, report: &mut InitRepor
         }
         Err(_) => {
             fs::create_dir_all(path).at("create directory", path)?;
-            report.changed.push(format!("created {}", path.display()));
+            let mut quiet = InitReport {
+                owner: report.owner.clone(),
+                group: report.group.clone(),
+                ..Default::default()
+            };
+            ensure_file_owner(path, mode, uid, gid, &mut quiet)?;
+            report
+                .changed
+                .push(format!("created {} ({mode:04o})", path.display()));
+            return Ok(());
         }
     }
     ensure_file_owner(path, mode, uid, gid, report)
