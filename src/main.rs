@@ -8,6 +8,17 @@ use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, cli::Command::Worker(_)) {
+        // A CLI command piped into `head` should end quietly, as Unix tools do; the worker
+        // keeps Rust's default (EPIPE as an error) so a closed log pipe cannot kill it.
+        // SAFETY: restoring the default disposition before any thread is started.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     init_logging();
     let code = match cli::run(cli) {
         Ok(code) => code,

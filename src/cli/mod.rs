@@ -2,10 +2,23 @@
 //! (so completions and man pages come from the same source). Each command returns the
 //! process's exit code; errors carry their own (see `error::exit`).
 
+pub mod auth;
+pub mod cancel;
+pub mod cleanup;
+pub mod config_check;
+pub mod failed;
 pub mod init;
+pub mod logs;
 pub mod output;
+pub mod pause;
+pub mod plan;
+pub mod priority;
+pub mod request;
+pub mod retry;
+pub mod show;
 pub mod status;
 pub mod submit;
+pub mod validate;
 pub mod worker;
 
 use crate::config::Config;
@@ -48,6 +61,33 @@ pub enum Command {
     Submit(submit::Args),
     /// Show the queue.
     Status(status::Args),
+    /// Everything about one job.
+    Show(show::Args),
+    /// Print a job's log; -f follows it until the job ends.
+    Logs(logs::Args),
+    /// Cancel jobs: pending ones at once, running ones by stopping their Spack.
+    Cancel(cancel::Args),
+    /// Change a pending job's priority.
+    Priority(priority::Args),
+    /// Stop starting new jobs (admins); running ones finish.
+    Pause(pause::PauseArgs),
+    /// Start jobs again after `pause` (admins).
+    Resume,
+    /// Queue a failed or cancelled job again.
+    Retry(retry::Args),
+    /// Failed jobs with their reasons and the end of their logs.
+    Failed(failed::Args),
+    /// Remove finished jobs older than N days, and their logs (worker user or root).
+    Cleanup(cleanup::Args),
+    /// The order the scheduler would run the pending jobs in, with reasons.
+    #[command(visible_alias = "plan")]
+    Optimize(plan::Args),
+    /// Check job files before dropping them into incoming/.
+    Validate(validate::Args),
+    /// Who you are, and whether you may submit.
+    AuthStatus(auth::Args),
+    /// Every setting and where it came from; whether Spack and the spool are sound.
+    ConfigCheck(config_check::Args),
     /// Run or control the worker.
     #[command(subcommand)]
     Worker(worker::Command),
@@ -74,6 +114,19 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Init(a) => init::run(&ctx, a),
         Command::Submit(a) => submit::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
+        Command::Show(a) => show::run(&ctx, a),
+        Command::Logs(a) => logs::run(&ctx, a),
+        Command::Cancel(a) => cancel::run(&ctx, a),
+        Command::Priority(a) => priority::run(&ctx, a),
+        Command::Pause(a) => pause::pause(&ctx, a),
+        Command::Resume => pause::resume(&ctx),
+        Command::Retry(a) => retry::run(&ctx, a),
+        Command::Failed(a) => failed::run(&ctx, a),
+        Command::Cleanup(a) => cleanup::run(&ctx, a),
+        Command::Optimize(a) => plan::run(&ctx, a),
+        Command::Validate(a) => validate::run(&ctx, a),
+        Command::AuthStatus(a) => auth::run(&ctx, a),
+        Command::ConfigCheck(a) => config_check::run(&ctx, a),
         Command::Worker(c) => worker::run(&ctx, c),
     }
 }

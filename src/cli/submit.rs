@@ -17,8 +17,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Args {
     /// Spack specs, as on `spack install`'s command line: `hdf5@1.14 +mpi ^zlib netcdf-c`
     /// is two jobs. Quote a spec to keep it in one argument.
-    #[arg(required = true, value_name = "SPEC")]
+    #[arg(required_unless_present = "file", value_name = "SPEC")]
     pub specs: Vec<String>,
+    /// Submit the jobs of a stack file: `[[job]]` tables with the keys of a job file.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+    /// Queue even if an identical spec is already pending or running.
+    #[arg(long)]
+    pub force: bool,
+    /// The old tool's per-job setup script. The worker always runs the site's Spack, so this
+    /// is accepted only when it names the configured setup script.
+    #[arg(long, value_name = "SCRIPT", hide = true)]
+    pub spack_setup: Option<std::path::PathBuf>,
     #[arg(short, long, value_parser = parse_priority, default_value = "medium")]
     pub priority: Priority,
     /// Packages that other queued jobs install and that must finish first.
@@ -205,6 +215,59 @@ pub fn await_end(spool: &Spool, id: JobId) -> Result<Dir> {
     }
 }
 
+/// A stack file: several jobs in one go.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stack {
+    job: Vec<JobFile>,
+}
+
+fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let stack: Stack = toml::from_str(&text)
+        .map_err(|e| Error::Usage(format!("{}: {}", path.display(), e.message())))?;
+    for (i, f) in stack.job.iter().enumerate() {
+        f.validate().map_err(|e| {
+            Error::Usage(format!(
+                "{}: job {} ({}): {e}",
+                path.display(),
+                i + 1,
+                f.spec
+            ))
+        })?;
+    }
+    Ok(stack.job)
+}
+
+/// Specs already pending, running or waiting in incoming/: (name, state, spec).
+fn queued_specs(ctx: &Ctx) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for dir in [Dir::Pending, Dir::Running] {
+        for name in store::list(&ctx.spool, dir)? {
+            if let Ok(job) = store::read(&ctx.spool, dir, &name) {
+                out.push((
+                    name.to_string(),
+                    dir.name().to_string(),
+                    job.spec_text().to_string(),
+                ));
+            }
+        }
+    }
+    for ticket in store::list_incoming(&ctx.spool)? {
+        if store::is_request_ticket(&ticket) {
+            continue;
+        }
+        let path = ctx.spool.dir(Dir::Incoming).join(&ticket);
+        if let Some(f) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| JobFile::parse(&t).ok())
+        {
+            out.push((ticket.clone(), "incoming".into(), f.spec));
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let specs = split_specs(&a.specs);
     let span = |v: &Option<String>| {
@@ -223,8 +286,21 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 .ok_or_else(|| Error::Usage(format!("--after: `{s}` is not a job ID")))
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(script) = &a.spack_setup {
+        let cfg = ctx.config()?;
+        if *script != cfg.spack_setup_script.value {
+            return Err(Error::Usage(format!(
+                "--spack-setup {}: the worker runs the site's Spack ({}), not one chosen per job; drop the option, or ask an admin to change `spack_setup_script`",
+                script.display(),
+                cfg.spack_setup_script.value.display()
+            )));
+        }
+    }
     // Validate everything before writing anything.
     let mut files = Vec::new();
+    if let Some(path) = &a.file {
+        files.extend(read_stack(path)?);
+    }
     let mut prev_package: Option<String> = None;
     for spec in &specs {
         let mut deps = a.dependencies.clone();
@@ -247,9 +323,30 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         prev_package = Some(sub.spec.package().to_string());
         files.push(f);
     }
+    let queued = if a.force {
+        Vec::new()
+    } else {
+        queued_specs(ctx)?
+    };
     let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
     let mut results = Vec::new();
     for f in &files {
+        if let Some((name, state)) = queued
+            .iter()
+            .find(|(_, _, spec)| spec == &f.spec)
+            .map(|(n, st, _)| (n, st))
+        {
+            results.push(Submitted {
+                ticket: String::new(),
+                spec: f.spec.clone(),
+                outcome: "duplicate".into(),
+                id: JobId::parse_ref(name).map(|i| i.0),
+                job: Some(name.clone()),
+                message: format!("already queued as {name} ({state}); --force queues it again"),
+                state: None,
+            });
+            continue;
+        }
         let text = toml::to_string(f).expect("a job file serializes");
         let ticket = drop_file(&ctx.spool, ".toml", &text)?;
         let mut s = Submitted {
@@ -291,7 +388,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     };
     if a.wait {
         for s in results.iter_mut() {
-            if let Some(id) = s.id.filter(|_| s.outcome == "accepted") {
+            if let Some(id) =
+                s.id.filter(|_| s.outcome == "accepted" || s.outcome == "duplicate")
+            {
                 let dir = await_end(&ctx.spool, JobId(id))?;
                 s.state = Some(dir.state().map(|st| st.to_string()).unwrap_or_default());
                 if dir != Dir::Done {

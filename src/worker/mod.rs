@@ -19,10 +19,8 @@ use crate::executor::{
 };
 use crate::identity;
 use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
-use crate::scheduler::{
-    self, FinishedJob, Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness,
-    RunningJob,
-};
+use crate::queue::{self, FinishedIndex};
+use crate::scheduler::{self, Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness};
 use crate::spool::intake::{self, Outcome, Receipt, Verdict};
 use crate::spool::lock::WorkerLock;
 use crate::spool::status::{Paused, WorkerState, WorkerStatus};
@@ -88,37 +86,6 @@ struct Running {
     killed: bool,
 }
 
-/// Finished jobs, by name only: enough for dependencies without reading `done/`.
-#[derive(Default)]
-struct Finished {
-    done: HashSet<u64>,
-    /// Failed and cancelled jobs, with their package (for reasons).
-    bad: HashMap<u64, (SchedOutcome, Box<str>)>,
-    /// The highest-ID finished job of each package, and when it finished (read lazily).
-    latest: HashMap<Box<str>, (u64, SchedOutcome, Option<Timestamp>)>,
-}
-
-impl Finished {
-    fn add(&mut self, name: &JobName, outcome: SchedOutcome, at: Option<Timestamp>) {
-        match outcome {
-            SchedOutcome::Done => {
-                self.done.insert(name.id.0);
-            }
-            _ => {
-                self.bad
-                    .insert(name.id.0, (outcome, name.package.as_str().into()));
-            }
-        }
-        let e = self
-            .latest
-            .entry(name.package.as_str().into())
-            .or_insert((0, outcome, at));
-        if name.id.0 >= e.0 {
-            *e = (name.id.0, outcome, at);
-        }
-    }
-}
-
 pub struct Worker {
     spool: Spool,
     cfg: Config,
@@ -134,7 +101,7 @@ pub struct Worker {
     pending_mtime: HashMap<JobId, i64>,
     unreadable: HashSet<String>,
     running: BTreeMap<JobId, Running>,
-    finished: Finished,
+    finished: FinishedIndex,
     next_id: u64,
     /// IDs reserved in `counter` but not yet used.
     reserved_until: u64,
@@ -216,7 +183,7 @@ impl Worker {
             pending_mtime: HashMap::new(),
             unreadable: HashSet::new(),
             running: BTreeMap::new(),
-            finished: Finished::default(),
+            finished: FinishedIndex::default(),
             next_id: 1,
             reserved_until: 0,
             recent: VecDeque::new(),
@@ -384,17 +351,7 @@ impl Worker {
     // ---- loading state -------------------------------------------------------------
 
     fn load_finished(&mut self) -> Result<()> {
-        for (dir, outcome) in [
-            (Dir::Done, SchedOutcome::Done),
-            (Dir::Failed, SchedOutcome::Failed),
-            (Dir::Cancelled, SchedOutcome::Cancelled),
-        ] {
-            for name in store::list(&self.spool, dir)? {
-                if name.package != crate::job::id::REJECTED_PACKAGE {
-                    self.finished.add(&name, outcome, None);
-                }
-            }
-        }
+        self.finished = FinishedIndex::load(&self.spool)?;
         Ok(())
     }
 
@@ -793,79 +750,12 @@ impl Worker {
     }
 
     fn queue_state(&self) -> QueueState {
-        let mut q = QueueState::default();
-        for job in self.pending.values() {
-            let Some(sub) = job.submission() else {
-                continue;
-            };
-            q.pending.push(PendingJob {
-                id: job.meta.id,
-                name: job.meta.name.clone(),
-                package: job.meta.package.clone(),
-                priority: sub.priority,
-                dependencies: sub.dependencies.clone(),
-                after: sub.after.clone(),
-                estimate: sub.estimated_time,
-                submitted_at: job.meta.submitted_at,
-            });
-        }
-        for r in self.running.values() {
-            q.running.push(RunningJob {
-                id: r.job.meta.id,
-                name: r.job.meta.name.clone(),
-                package: r.job.meta.package.clone(),
-            });
-        }
-        for p in &q.pending.clone() {
-            for a in &p.after {
-                if let Some((o, pkg)) = self.finished.bad.get(&a.0) {
-                    let name = JobName::new(*a, pkg).to_string();
-                    q.finished.insert(
-                        *a,
-                        FinishedJob {
-                            id: *a,
-                            name,
-                            package: pkg.to_string(),
-                            outcome: *o,
-                            finished_at: Timestamp(0),
-                        },
-                    );
-                }
-            }
-            for d in &p.dependencies {
-                if let Some((id, o, at)) = self.finished.latest.get(d.as_str()) {
-                    let name = JobName::new(JobId(*id), d).to_string();
-                    let at = at.unwrap_or_else(|| self.finished_at(&name, *o));
-                    q.latest_by_package.insert(
-                        d.clone(),
-                        FinishedJob {
-                            id: JobId(*id),
-                            name,
-                            package: d.clone(),
-                            outcome: *o,
-                            finished_at: at,
-                        },
-                    );
-                }
-            }
-        }
-        q
-    }
-
-    /// When a finished job finished (read from its record; only for failed dependencies).
-    fn finished_at(&self, name: &str, o: SchedOutcome) -> Timestamp {
-        if o == SchedOutcome::Done {
-            return Timestamp(0);
-        }
-        let dir = if o == SchedOutcome::Failed {
-            Dir::Failed
-        } else {
-            Dir::Cancelled
-        };
-        store::read_path(&self.spool.dir(dir).join(format!("{name}.toml")))
-            .ok()
-            .and_then(|j| j.state.finished_at)
-            .unwrap_or(Timestamp(0))
+        queue::build(
+            &self.spool,
+            self.pending.values(),
+            self.running.values().map(|r| &r.job),
+            &self.finished,
+        )
     }
 
     fn plan(&self) -> scheduler::Plan {

@@ -244,3 +244,19 @@ impl Drop for WorkerProc {
         let _ = self.child.wait();
     }
 }
+
+/// PIDs of live (non-zombie) processes whose environment carries `needle` (`KEY=value`).
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let needle = format!("{needle}\0");
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let env = fs::read(e.path().join("environ")).ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
+            (!zombie && env.windows(needle.len()).any(|w| w == needle.as_bytes())).then_some(pid)
+        })
+        .collect()
+}

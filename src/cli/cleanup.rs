@@ -1,0 +1,101 @@
+//! `cleanup [--keep-days N]`: remove finished jobs (done/, failed/, cancelled/) that
+//! finished more than N days ago, with their logs, and receipts older than a day. Only
+//! the worker user and root can write those directories, so only they can clean up.
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::spool::{Dir, store};
+use crate::time::Timestamp;
+use std::time::{Duration, SystemTime};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Keep jobs that finished within this many days.
+    #[arg(long, default_value_t = 7)]
+    pub keep_days: u64,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let cutoff = Timestamp::now().0.saturating_sub(a.keep_days * 86_400);
+    let mut removed: Vec<String> = Vec::new();
+    for dir in Dir::FINISHED {
+        for name in store::list(&ctx.spool, dir)? {
+            let path = ctx.spool.job_path(dir, &name);
+            let finished = store::read_path(&path)
+                .ok()
+                .and_then(|j| j.state.finished_at)
+                .or_else(|| {
+                    std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(Timestamp::from_system)
+                });
+            if finished.is_none_or(|t| t.0 >= cutoff) {
+                continue;
+            }
+            if !a.dry_run {
+                std::fs::remove_file(&path).map_err(|e| permission(ctx, &path, e))?;
+                let _ = std::fs::remove_file(ctx.spool.log_path(&name));
+            }
+            removed.push(format!("{}/{}", dir.name(), name.file_name()));
+        }
+    }
+    let receipts = ctx.spool.dir(Dir::Receipts);
+    let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+    let mut receipts_removed = 0;
+    for e in std::fs::read_dir(&receipts)
+        .map_err(|e| Error::io("list", &receipts, e))?
+        .flatten()
+    {
+        if e.metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < day_ago)
+        {
+            if !a.dry_run {
+                std::fs::remove_file(e.path()).map_err(|err| permission(ctx, &e.path(), err))?;
+            }
+            receipts_removed += 1;
+        }
+    }
+    if !a.dry_run {
+        for dir in Dir::FINISHED.into_iter().chain([Dir::Logs, Dir::Receipts]) {
+            let _ = crate::spool::transition::fsync_dir(&ctx.spool.dir(dir));
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"removed": removed, "receipts_removed": receipts_removed, "dry_run": a.dry_run})
+        );
+        return Ok(0);
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for r in &removed {
+        println!("{verb} {r}");
+    }
+    println!(
+        "{verb} {} finished job(s) older than {} day(s) and {receipts_removed} old receipt(s)",
+        removed.len(),
+        a.keep_days
+    );
+    Ok(0)
+}
+
+fn permission(ctx: &Ctx, path: &std::path::Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        Error::NotPermitted(format!(
+            "cannot remove {}: only the worker user ({}) or root may clean up the spool",
+            path.display(),
+            std::fs::metadata(ctx.spool.root())
+                .map(|m| crate::identity::user_name(std::os::unix::fs::MetadataExt::uid(&m)))
+                .unwrap_or_default()
+        ))
+    } else {
+        Error::io("remove", path, e)
+    }
+}

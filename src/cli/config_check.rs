@@ -1,0 +1,234 @@
+//! `config-check`: every setting with its value and where it came from; whether Spack is
+//! there and runs (`spack --version`); the spool's layout against spool-layout.md; the
+//! worker's heartbeat. Exits 1 when something is wrong, with the fix.
+
+use super::Ctx;
+use crate::config::Config;
+use crate::error::{Result, exit};
+use crate::spool::layout;
+use crate::spool::status::{Liveness, WorkerStatus};
+use crate::time::Timestamp;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let cfg = ctx.config()?;
+    let mut problems: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    if std::env::var_os("SPACK_INSTALLER_DB_URL").is_some() {
+        notes.push("SPACK_INSTALLER_DB_URL is set but means nothing any more: the spool directory is the database; unset it".into());
+    }
+    let spack = match cfg.resolve_spack() {
+        Ok((path, how)) => {
+            match spack_version(&path) {
+                Ok(v) => notes.push(format!(
+                    "spack: {} ({how}) runs: version {v}",
+                    path.display()
+                )),
+                Err(e) => problems.push(format!(
+                    "spack: {} ({how}) does not run: {e}",
+                    path.display()
+                )),
+            }
+            Some(path.display().to_string())
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    if cfg.spack.value.is_none() && !cfg.spack_setup_script.value.exists() {
+        notes.push(format!(
+            "setup script {} ({}) does not exist",
+            cfg.spack_setup_script.value.display(),
+            cfg.spack_setup_script.source
+        ));
+    }
+    for d in layout::check(&ctx.spool) {
+        problems.push(format!(
+            "spool: {}; repair with `spack-installer init`",
+            d.0
+        ));
+    }
+    if let Some(w) = layout::network_fs_warning(ctx.spool.root()) {
+        problems.push(w);
+    }
+    let worker = WorkerStatus::read(&ctx.spool);
+    match worker.as_ref().map(|w| (w, w.liveness(Timestamp::now(), cfg.max_heartbeat_age.value))) {
+        None => notes.push("worker: has never run on this spool".into()),
+        Some((_, Liveness::NotRunning)) => notes.push("worker: not running".into()),
+        Some((w, Liveness::Stale)) => problems.push(format!(
+            "worker: pid {} has not written a heartbeat for {}s (limit {}s): it may be hung; restart it",
+            w.pid,
+            w.heartbeat.until(Timestamp::now()).as_secs(),
+            cfg.max_heartbeat_age.value.as_secs()
+        )),
+        Some((w, Liveness::Running)) => notes.push(format!("worker: running, pid {}, heartbeat {}s ago", w.pid, w.heartbeat.until(Timestamp::now()).as_secs())),
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "config_file": cfg.file,
+                "settings": &cfg,
+                "spack": spack,
+                "spool": ctx.spool.root(),
+                "problems": problems,
+                "notes": notes,
+            }))
+            .expect("serializes")
+        );
+    } else {
+        print_settings(&cfg);
+        println!();
+        for n in &notes {
+            println!("ok:      {n}");
+        }
+        for p in &problems {
+            println!("PROBLEM: {p}");
+        }
+        if problems.is_empty() {
+            println!("no problems found");
+        }
+    }
+    Ok(if problems.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+fn print_settings(c: &Config) {
+    println!(
+        "config file: {}",
+        c.file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none (defaults and environment only)".into())
+    );
+    let d = |v: Duration| humantime::format_duration(v).to_string();
+    let rows: Vec<(&str, String, String)> = vec![
+        (
+            "spack",
+            c.spack
+                .value
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.spack.source.to_string(),
+        ),
+        (
+            "spack_setup_script",
+            c.spack_setup_script.value.display().to_string(),
+            c.spack_setup_script.source.to_string(),
+        ),
+        (
+            "install_args",
+            format!("{:?}", c.install_args.value),
+            c.install_args.source.to_string(),
+        ),
+        (
+            "max_parallel",
+            c.max_parallel.value.to_string(),
+            c.max_parallel.source.to_string(),
+        ),
+        (
+            "check_interval",
+            d(c.check_interval.value),
+            c.check_interval.source.to_string(),
+        ),
+        (
+            "heartbeat_interval",
+            d(c.heartbeat_interval.value),
+            c.heartbeat_interval.source.to_string(),
+        ),
+        (
+            "max_heartbeat_age",
+            d(c.max_heartbeat_age.value),
+            c.max_heartbeat_age.source.to_string(),
+        ),
+        (
+            "timeout_multiplier",
+            c.timeout_multiplier.value.to_string(),
+            c.timeout_multiplier.source.to_string(),
+        ),
+        (
+            "default_estimate",
+            d(c.default_estimate.value),
+            c.default_estimate.source.to_string(),
+        ),
+        (
+            "max_pending_per_user",
+            c.max_pending_per_user.value.to_string(),
+            c.max_pending_per_user.source.to_string(),
+        ),
+        (
+            "admin_group",
+            c.admin_group.value.clone().unwrap_or_else(|| "-".into()),
+            c.admin_group.source.to_string(),
+        ),
+        (
+            "kill_grace",
+            d(c.kill_grace.value),
+            c.kill_grace.source.to_string(),
+        ),
+        (
+            "env_allow",
+            c.env_allow.value.join(" "),
+            c.env_allow.source.to_string(),
+        ),
+        (
+            "on_dependency_failure",
+            format!("{:?}", c.on_dependency_failure.value).to_lowercase(),
+            c.on_dependency_failure.source.to_string(),
+        ),
+        (
+            "log_level",
+            c.log_level.value.clone(),
+            c.log_level.source.to_string(),
+        ),
+    ];
+    let mut t = super::output::table(&["SETTING", "VALUE", "FROM"]);
+    for (k, v, s) in rows {
+        t.add_row(vec![k.to_string(), v, s]);
+    }
+    println!("{t}");
+}
+
+/// Run `spack --version`, at most 30 s.
+fn spack_version(path: &std::path::Path) -> std::result::Result<String, String> {
+    let mut child = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(_) => break,
+            None if Instant::now() > end => {
+                let _ = child.kill();
+                return Err("`--version` did not answer within 30 s".into());
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "`--version` exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}

@@ -1,0 +1,101 @@
+//! `show JOB`: everything about one job: its file, every field, timings, attempts, reason,
+//! log, and the exact argv that ran (or, for a pending job, will run).
+
+use super::Ctx;
+use super::output::JobView;
+use crate::error::Result;
+use crate::spool::{Dir, store};
+use crate::time::Timestamp;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let (dir, name) = store::find(&ctx.spool, &a.job)?;
+    let job = store::read(&ctx.spool, dir, &name)?;
+    let mut v = JobView::of(&ctx.spool, dir, &job, Timestamp::now());
+    if v.argv.is_empty() && dir == Dir::Pending {
+        // What the worker will run, from the same config.
+        let cfg = ctx.config()?;
+        let spack = cfg
+            .resolve_spack()
+            .map(|(p, _)| p.display().to_string())
+            .unwrap_or_else(|_| "spack".into());
+        v.argv = std::iter::once(spack)
+            .chain(std::iter::once("install".to_string()))
+            .chain(cfg.install_args.value.iter().cloned())
+            .chain(std::iter::once(job.spec_text().to_string()))
+            .collect();
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
+        return Ok(0);
+    }
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let secs = |o: Option<u64>| {
+        o.map(|s| crate::time::short(std::time::Duration::from_secs(s)))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!("{}  ({})", v.name, v.state);
+    println!("  file          {}", v.file);
+    println!("  spec          {}", v.spec);
+    println!("  priority      {}", v.priority);
+    println!(
+        "  owner         {} (uid {})",
+        v.owner,
+        v.owner_uid.map(|u| u.to_string()).unwrap_or_default()
+    );
+    if !v.dependencies.is_empty() {
+        println!("  dependencies  {}", v.dependencies.join(", "));
+    }
+    if !v.after.is_empty() {
+        println!(
+            "  after         {}",
+            v.after
+                .iter()
+                .map(|a| format!("{a:06}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let Some(n) = &v.note {
+        println!("  note          {n}");
+    }
+    if let Some(r) = v.retry_of {
+        println!("  retry of      {r:06}");
+    }
+    println!(
+        "  estimate      {}   timeout {}",
+        secs(v.estimated_time_s),
+        secs(v.timeout_s)
+    );
+    println!(
+        "  submitted     {}   (ticket {})",
+        opt(&v.submitted_at),
+        opt(&v.ticket)
+    );
+    println!("  started       {}", opt(&v.started_at));
+    println!("  finished      {}", opt(&v.finished_at));
+    println!("  waited / ran  {} / {}", secs(v.waited_s), secs(v.ran_s));
+    println!("  attempts      {}", v.attempts);
+    if let Some(c) = v.exit_code {
+        println!("  exit code     {c}");
+    }
+    if let Some(r) = &v.reason {
+        println!("  reason        {r}");
+    }
+    if let Some(p) = &v.progress {
+        println!("  progress      [{}/{}]", p.done, p.total);
+    }
+    println!("  log           {}", opt(&v.log));
+    println!(
+        "  argv          {}",
+        serde_json::to_string(&v.argv).expect("serializes")
+    );
+    Ok(0)
+}
