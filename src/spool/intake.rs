@@ -263,17 +263,15 @@ fn keep(original: &str) -> String {
     format!("{}\n[... cut at {KEPT_ORIGINAL} bytes]", &original[..end])
 }
 
-/// Intake steps 4–6 for a claimed job file: write the pending (or rejected) record, the
-/// receipt, and remove the claim. `owner_uid` is from fstat (or lstat for files that
-/// could not be opened); `None` when even that failed.
-pub fn record(
-    spool: &Spool,
+/// The record intake makes of a claimed job file: pending, or rejected. `owner_uid` is
+/// from fstat (or lstat for files that could not be opened); `None` when even that failed.
+pub fn build(
     id: JobId,
     ticket: &str,
     owner_uid: Option<u32>,
     verdict: Verdict,
     now: Timestamp,
-) -> Result<Job> {
+) -> Job {
     let uid = owner_uid.unwrap_or(u32::MAX);
     let (package, body, state) = match verdict {
         Verdict::Accept(sub) => {
@@ -296,7 +294,7 @@ pub fn record(
         }
     };
     let name = JobName::new(id, &package);
-    let job = Job {
+    Job {
         meta: Meta {
             id,
             name: name.to_string(),
@@ -312,14 +310,26 @@ pub fn record(
         },
         state,
         body,
-    };
-    let dir = job.state.state.dir();
-    match transition::create_job(spool, dir, &job) {
-        Ok(()) => {}
-        // Recovery redoing a claim whose record was already written: keep that one.
-        Err(e) if spool.job_path(dir, &name).exists() => tracing::debug!("{e}: record exists"),
-        Err(e) => return Err(e),
     }
+}
+
+/// Intake step 4: the record into `pending/` or `failed/`. A record already there (recovery
+/// redoing a claim whose record was written) is kept.
+pub fn write_record(spool: &Spool, job: &Job, sync_dir: bool) -> Result<()> {
+    let dir = job.state.state.dir();
+    match transition::create_job(spool, dir, job, sync_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if spool.job_path(dir, &job.name()).exists() => {
+            tracing::debug!("{e}: record exists");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Intake steps 5–6, once the record is durable: the receipt, then remove the claim.
+pub fn finish(spool: &Spool, job: &Job) -> Result<()> {
+    let name = job.name();
     let (outcome, message) = match &job.body {
         Body::Valid(_) => (Outcome::Accepted, format!("queued as {name}")),
         Body::Rejected { .. } => (
@@ -331,17 +341,19 @@ pub fn record(
         ),
     };
     Receipt {
-        ticket: ticket.to_string(),
+        ticket: job.meta.ticket.clone(),
         outcome,
         job: Some(name.to_string()),
-        id: Some(id),
+        id: Some(job.meta.id),
         message,
-        at: now,
+        at: job.meta.submitted_at,
     }
     .write(spool)?;
-    let claim = spool.dir(Dir::Tmp).join(claim_name(id, ticket));
-    remove_claim(&claim)?;
-    Ok(job)
+    remove_claim(
+        &spool
+            .dir(Dir::Tmp)
+            .join(claim_name(job.meta.id, &job.meta.ticket)),
+    )
 }
 
 /// Remove a claimed entry; a directory someone dropped is removed with its content.

@@ -69,14 +69,18 @@ pub fn create_new_in(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
-/// Create a job file in a state directory (intake's step 4). Fails if it exists.
-pub fn create_job(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
+/// Create a job file in a state directory (intake's step 4). Fails if it exists. Without
+/// `sync_dir` the caller fsyncs the directory once for a whole batch.
+pub fn create_job(spool: &Spool, dir: Dir, job: &Job, sync_dir: bool) -> Result<()> {
     let mut tmp = temp_in(&spool.dir(Dir::Tmp))?;
     write_synced(&mut tmp, job.to_toml().as_bytes(), true)?;
     let target = spool.job_path(dir, &job.name());
     tmp.persist_noclobber(&target)
         .map_err(|e| Error::io("create", &target, e.error))?;
-    fsync_dir(&spool.dir(dir))
+    if sync_dir {
+        fsync_dir(&spool.dir(dir))?;
+    }
+    Ok(())
 }
 
 /// Replace `target` with `bytes` by renaming a temp file from `tmp/` over it. With
@@ -126,12 +130,22 @@ pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()>
     fsync_dir(&spool.dir(from))
 }
 
-/// Intake's claim: `incoming/TICKET → tmp/CLAIM`, then fsync both directories, so a
-/// power cut cannot bring the file back into `incoming/` once a job is made of it.
-pub fn claim(spool: &Spool, ticket: &str, claim_name: &str) -> Result<()> {
+/// Intake's claim: `incoming/TICKET → tmp/CLAIM`. With `sync`, fsync both directories at
+/// once; otherwise the caller calls [`sync_claims`] once for the batch. Either way this
+/// happens before any record is made of the claim, so a power cut cannot bring the file
+/// back into `incoming/` once a job exists for it.
+pub fn claim(spool: &Spool, ticket: &str, claim_name: &str, sync: bool) -> Result<()> {
     let src = spool.dir(Dir::Incoming).join(ticket);
     let dst = spool.dir(Dir::Tmp).join(claim_name);
     rename_noreplace(&src, &dst).at("claim", &src)?;
+    if sync {
+        sync_claims(spool)?;
+    }
+    Ok(())
+}
+
+/// Make a batch of claims durable.
+pub fn sync_claims(spool: &Spool) -> Result<()> {
     fsync_dir(&spool.dir(Dir::Tmp))?;
     fsync_dir(&spool.dir(Dir::Incoming))
 }

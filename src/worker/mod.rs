@@ -114,6 +114,10 @@ pub struct Worker {
     /// After an I/O error: do nothing risky until then.
     backoff_until: Option<Instant>,
     backoff: Duration,
+    /// Claims whose record could not be written yet (an I/O error): retried after backoff.
+    stuck_claims: Vec<(JobId, String)>,
+    /// Install exits whose outcome could not be recorded yet: retried after backoff.
+    deferred_exits: Vec<(JobId, Exit)>,
     worker_uid: u32,
     spool_gid: u32,
 }
@@ -194,6 +198,8 @@ impl Worker {
             last_heartbeat: now,
             backoff_until: None,
             backoff: Duration::from_secs(1),
+            stuck_claims: Vec::new(),
+            deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
         };
@@ -206,9 +212,7 @@ impl Worker {
         w.reserved_until = rec.next_id;
         w.load_finished()?;
         w.reload_pending()?;
-        for (id, ticket) in rec.claims {
-            w.process_claim(id, &ticket);
-        }
+        w.process_claims(rec.claims);
         for ticket in rec.requests {
             w.process_request(&ticket);
         }
@@ -266,6 +270,13 @@ impl Worker {
                 continue;
             }
             self.backoff_until = None;
+            if !self.stuck_claims.is_empty() {
+                let claims = std::mem::take(&mut self.stuck_claims);
+                self.process_claims(claims);
+            }
+            for (id, exit) in std::mem::take(&mut self.deferred_exits) {
+                self.on_exit(id, exit);
+            }
             if rescan {
                 self.last_rescan = now;
                 self.paused = Paused::read(&self.spool).is_some();
@@ -406,20 +417,39 @@ impl Worker {
         {
             return self.io_error(e);
         }
+        let mut claims = Vec::new();
         for ticket in jobs {
             let id = JobId(self.next_id);
-            match transition::claim(&self.spool, &ticket, &intake::claim_name(id, &ticket)) {
+            match transition::claim(
+                &self.spool,
+                &ticket,
+                &intake::claim_name(id, &ticket),
+                false,
+            ) {
                 Ok(()) => {
                     self.next_id += 1;
-                    self.process_claim(id, &ticket);
+                    claims.push((id, ticket));
                 }
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return self.io_error(e),
+                Err(e) => {
+                    self.io_error(e);
+                    break;
+                }
+            }
+        }
+        if !claims.is_empty() {
+            // One fsync of each directory for the whole batch, before any record exists.
+            match transition::sync_claims(&self.spool) {
+                Ok(()) => self.process_claims(claims),
+                Err(e) => {
+                    self.stuck_claims.extend(claims);
+                    return self.io_error(e);
+                }
             }
         }
         for ticket in requests {
             let claim = intake::request_claim_name(&ticket);
-            match transition::claim(&self.spool, &ticket, &claim) {
+            match transition::claim(&self.spool, &ticket, &claim, true) {
                 Ok(()) => self.process_request(&ticket),
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return self.io_error(e),
@@ -439,14 +469,63 @@ impl Worker {
         Ok(())
     }
 
-    /// Intake steps 3–6 for a claimed job file.
-    fn process_claim(&mut self, id: JobId, ticket: &str) {
+    /// Intake steps 3–6 for claimed job files, as one batch: judge and write each record,
+    /// fsync each directory once, then write the receipts and remove the claims. A claim
+    /// that meets an I/O error waits in `stuck_claims` for the retry after the backoff.
+    fn process_claims(&mut self, claims: Vec<(JobId, String)>) {
+        let mut written: Vec<Job> = Vec::new();
+        let mut dirs: Vec<Dir> = Vec::new();
+        let mut rest = claims.into_iter();
+        while let Some((id, ticket)) = rest.next() {
+            let now = Timestamp::now();
+            let (owner, verdict) = self.judge(id, &ticket, now);
+            let job = intake::build(id, &ticket, owner, verdict, now);
+            if let Err(e) = intake::write_record(&self.spool, &job, false) {
+                self.stuck_claims.push((id, ticket));
+                self.stuck_claims.extend(rest);
+                self.io_error(e);
+                break;
+            }
+            let dir = job.state.state.dir();
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+            let name = job.name();
+            match job.state.state {
+                State::Pending => {
+                    tracing::info!(job_id = id.0, job = %name, owner = %job.meta.owner, spec = %job.spec_text(), "queued");
+                    self.pending.insert(id, job.clone());
+                }
+                _ => {
+                    tracing::warn!(job_id = id.0, job = %name, ticket = %ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
+                    self.remember_finished(&name);
+                }
+            }
+            written.push(job);
+        }
+        for d in dirs {
+            if let Err(e) = transition::fsync_dir(&self.spool.dir(d)) {
+                return self.io_error(e);
+            }
+        }
+        for job in &written {
+            // A claim left here is removed by the next start's recovery (its job exists).
+            if let Err(e) = intake::finish(&self.spool, job) {
+                self.io_error(e);
+            }
+        }
+        if !written.is_empty() && self.stuck_claims.is_empty() {
+            self.io_ok();
+        }
+    }
+
+    /// Intake step 3: open the claimed file safely and decide.
+    fn judge(&self, id: JobId, ticket: &str, now: Timestamp) -> (Option<u32>, Verdict) {
         let path = self
             .spool
             .dir(Dir::Tmp)
             .join(intake::claim_name(id, ticket));
-        let now = Timestamp::now();
-        let (owner, verdict) = match intake::open_claimed(&path) {
+        match intake::open_claimed(&path) {
             Err(refused) => (
                 refused.owner_uid,
                 Verdict::Reject {
@@ -476,23 +555,6 @@ impl Worker {
                 };
                 (Some(opened.owner_uid), verdict)
             }
-        };
-        match intake::record(&self.spool, id, ticket, owner, verdict, now) {
-            Ok(job) => {
-                let name = job.name();
-                match job.state.state {
-                    State::Pending => {
-                        tracing::info!(job_id = id.0, job = %name, owner = %job.meta.owner, spec = %job.spec_text(), "queued");
-                        self.pending.insert(id, job);
-                    }
-                    _ => {
-                        tracing::warn!(job_id = id.0, job = %name, ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
-                        self.remember_finished(&name);
-                    }
-                }
-                self.io_ok();
-            }
-            Err(e) => self.io_error(e),
         }
     }
 
@@ -1017,7 +1079,7 @@ impl Worker {
                 // The outcome may be only in memory: keep the job "running" so the
                 // retry after the backoff records it (recovery does, if we die first).
                 self.io_error(e);
-                let _ = self.tx.send(Event::Exited { id, exit });
+                self.deferred_exits.push((id, exit));
                 self.running.insert(
                     id,
                     Running {
