@@ -140,8 +140,9 @@ fn explain_write_error(spool: &Spool, e: Error) -> Error {
         return e;
     };
     let incoming = spool.dir(Dir::Incoming);
-    match source.raw_os_error() {
-        Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => {
+    use std::io::ErrorKind;
+    match source.kind() {
+        ErrorKind::PermissionDenied => {
             let group = std::fs::metadata(&incoming)
                 .map(|m| crate::identity::group_name(std::os::unix::fs::MetadataExt::gid(&m)))
                 .unwrap_or_else(|_| "swinstaller".into());
@@ -152,13 +153,13 @@ fn explain_write_error(spool: &Spool, e: Error) -> Error {
                 incoming.display()
             ))
         }
-        Some(nix::libc::ENOENT) => Error::Other(format!(
+        ErrorKind::NotFound => Error::Other(format!(
             "{} does not exist: create the spool with `spack-installer --spool {} init`, or point \
              --spool / SPACK_INSTALLER_SPOOL at the site's spool",
             incoming.display(),
             spool.root().display()
         )),
-        Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT) => Error::Other(format!(
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Error::Other(format!(
             "the file system of {} is full: nothing was queued; free space (e.g. `spack-installer cleanup`) and submit again",
             incoming.display()
         )),

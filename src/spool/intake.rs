@@ -73,11 +73,13 @@ impl Receipt {
     }
 }
 
-/// `incoming/` entries to take now. With `settle`, a regular file modified within that
-/// time is left for its close-after-write event or the next scan (a `cp` may still be
-/// writing it); other kinds of entry are taken at once, to be rejected.
-pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<Vec<String>> {
+/// `incoming/` entries to take now, and whether some were left to settle. With `settle`,
+/// a regular file modified within that time is left for its close-after-write event or a
+/// later scan (a `cp` may still be writing it); other kinds of entry are taken at once,
+/// to be rejected.
+pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String>, bool)> {
     let mut names = super::store::list_incoming(spool)?;
+    let all = names.len();
     if let Some(settle) = settle {
         let now = std::time::SystemTime::now();
         let dir = spool.dir(Dir::Incoming);
@@ -91,7 +93,8 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<Vec<String>
             Err(_) => false,
         });
     }
-    Ok(names)
+    let unsettled = names.len() < all;
+    Ok((names, unsettled))
 }
 
 pub fn claim_name(id: JobId, ticket: &str) -> String {

@@ -44,9 +44,15 @@ impl WorkerLock {
             }
             Err(TryLockError::Error(e)) => return Err(Error::io("lock", &path, e)),
         }
-        file.set_len(0).at("truncate", &path)?;
-        file.rewind().at("rewind", &path)?;
-        writeln!(file, "{}", std::process::id()).at("write", &path)?;
+        // The PID is a courtesy for the next worker's message; the lock is held either way,
+        // so a full disk must not keep the worker from starting.
+        let pid = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| writeln!(file, "{}", std::process::id()));
+        if let Err(e) = pid {
+            tracing::warn!("cannot write the PID into {}: {e}", path.display());
+        }
         Ok(WorkerLock { _file: file })
     }
 }

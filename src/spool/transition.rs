@@ -108,8 +108,11 @@ pub fn rewrite(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
     replace(spool, &target, job.to_toml().as_bytes(), true)
 }
 
-/// *move*: `from/NAME.toml → to/NAME.toml`, never overwriting; then fsync both
-/// directories (the new name first: until it is durable the old one must stay).
+/// *move*: `from/NAME.toml → to/NAME.toml`, never overwriting; then fsync the directory
+/// that received it. The source directory is not fsynced: on ext4 and xfs one journal
+/// transaction holds both names, so the target's fsync makes the whole rename durable; on
+/// a file system where it does not, a power cut can leave the job in both directories,
+/// which recovery resolves (the copy in the later state wins).
 pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()> {
     let src = spool.job_path(from, name);
     let dst = spool.job_path(to, name);
@@ -126,8 +129,7 @@ pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()>
             Error::io("rename", &src, e)
         }
     })?;
-    fsync_dir(&spool.dir(to))?;
-    fsync_dir(&spool.dir(from))
+    fsync_dir(&spool.dir(to))
 }
 
 /// Intake's claim: `incoming/TICKET → tmp/CLAIM`. With `sync`, fsync both directories at

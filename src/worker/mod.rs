@@ -116,6 +116,10 @@ pub struct Worker {
     backoff: Duration,
     /// Claims whose record could not be written yet (an I/O error): retried after backoff.
     stuck_claims: Vec<(JobId, String)>,
+    /// The queue changed since the last plan (a plan is made only then).
+    dirty: bool,
+    /// When files skipped as unsettled by the last scan will have settled.
+    settle_scan_at: Option<Instant>,
     /// Install exits whose outcome could not be recorded yet: retried after backoff.
     deferred_exits: Vec<(JobId, Exit)>,
     worker_uid: u32,
@@ -199,6 +203,8 @@ impl Worker {
             backoff_until: None,
             backoff: Duration::from_secs(1),
             stuck_claims: Vec::new(),
+            settle_scan_at: None,
+            dirty: true,
             deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
@@ -250,7 +256,6 @@ impl Worker {
             let mut rescan = false;
             let mut events: Vec<Event> = first.into_iter().collect();
             events.extend(self.rx.try_iter());
-            let timed_out = events.is_empty();
             for ev in events {
                 match ev {
                     Event::Incoming(n) => names.extend(n),
@@ -262,7 +267,7 @@ impl Worker {
             let now = Instant::now();
             // With --until-idle a timeout may mean a file has settled: look again.
             if now >= self.last_rescan + self.cfg.check_interval.value
-                || (timed_out && self.opts.until_idle)
+                || self.settle_scan_at.is_some_and(|t| now >= t)
             {
                 rescan = true;
             }
@@ -318,7 +323,7 @@ impl Worker {
         }
         if self.opts.until_idle {
             let incoming = intake::candidates(&self.spool, None)
-                .map(|c| c.is_empty())
+                .map(|(c, _)| c.is_empty())
                 .unwrap_or(true);
             let runnable = !self.paused && !self.plan().to_start(0, 1).is_empty();
             return incoming && !runnable;
@@ -332,6 +337,9 @@ impl Worker {
         if let Some(b) = self.backoff_until {
             t = t.min(b);
         }
+        if let Some(b) = self.settle_scan_at {
+            t = t.min(b);
+        }
         for r in self.running.values() {
             if let Some(d) = r.deadline {
                 t = t.min(d);
@@ -339,10 +347,6 @@ impl Worker {
             if let Some(s) = r.term_sent {
                 t = t.min(s + self.cfg.kill_grace.value);
             }
-        }
-        if self.opts.until_idle {
-            // Files still settling are taken on a later scan; do not sleep past them.
-            t = t.min(Instant::now() + SETTLE);
         }
         t
     }
@@ -369,6 +373,8 @@ impl Worker {
     /// Bring the in-memory pending set in line with `pending/` (an admin may add or
     /// remove files by hand). Only new or changed files are read.
     fn reload_pending(&mut self) -> Result<()> {
+        // Hand edits, a config reload, the paused file, aging: a rescan re-plans.
+        self.dirty = true;
         let names = store::list(&self.spool, Dir::Pending)?;
         let present: HashSet<JobId> = names.iter().map(|n| n.id).collect();
         self.pending.retain(|id, _| present.contains(id));
@@ -400,7 +406,12 @@ impl Worker {
 
     fn intake_scan(&mut self, settle: Option<Duration>) {
         match intake::candidates(&self.spool, settle) {
-            Ok(names) => self.intake(names),
+            Ok((names, unsettled)) => {
+                // Files still settling get another look once they have (their own
+                // close event may have been among lost ones).
+                self.settle_scan_at = unsettled.then(|| Instant::now() + SETTLE);
+                self.intake(names)
+            }
             Err(e) => self.io_error(e),
         }
     }
@@ -495,6 +506,7 @@ impl Worker {
                 State::Pending => {
                     tracing::info!(job_id = id.0, job = %name, owner = %job.meta.owner, spec = %job.spec_text(), "queued");
                     self.pending.insert(id, job.clone());
+                    self.dirty = true;
                 }
                 _ => {
                     tracing::warn!(job_id = id.0, job = %name, ticket = %ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
@@ -599,6 +611,10 @@ impl Worker {
                 return Err(format!("after: there is no job {a} yet"));
             }
         }
+        // A job that waits on nothing cannot close a cycle.
+        if sub.dependencies.is_empty() && sub.after.is_empty() {
+            return Ok(());
+        }
         let mut q = self.queue_state();
         q.pending.push(PendingJob {
             id,
@@ -669,6 +685,7 @@ impl Worker {
         uid: u32,
         now: Timestamp,
     ) -> (Outcome, String, Option<JobName>) {
+        self.dirty = true;
         let who = identity::user_name(uid);
         let not_yours = |name: &JobName, owner: &str| {
             (
@@ -825,9 +842,10 @@ impl Worker {
     }
 
     fn schedule(&mut self) {
-        if self.backoff_until.is_some() {
+        if self.backoff_until.is_some() || !self.dirty {
             return;
         }
+        self.dirty = false;
         let plan = self.plan();
         if self.cfg.on_dependency_failure.value == DependencyFailure::Fail {
             let doomed: Vec<(JobId, String)> = plan
@@ -1007,6 +1025,7 @@ impl Worker {
         let Some(r) = self.running.remove(&id) else {
             return;
         };
+        self.dirty = true;
         let mut job = r.job;
         let name = job.name();
         let log = self.spool.log_path(&name);
@@ -1110,6 +1129,7 @@ impl Worker {
             SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
                 Ok(cfg) => {
                     self.cfg = cfg;
+                    self.dirty = true;
                     match resolve_spack(&self.cfg, self.opts.dry_run) {
                         Ok(s) => self.spack = s,
                         Err(e) => tracing::error!("{e}; keeping {}", self.spack),

@@ -41,7 +41,11 @@ impl TestSpool {
     }
 
     pub fn with_config(extra: &str) -> TestSpool {
-        let dir = tempfile::tempdir().unwrap();
+        Self::in_dir(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// A spool in a given directory (e.g. on tmpfs, or a small file system).
+    pub fn in_dir(dir: tempfile::TempDir, extra: &str) -> TestSpool {
         let root = dir.path().join("spool");
         let config = dir.path().join("config.toml");
         fs::write(
@@ -257,6 +261,24 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
             let stat = fs::read_to_string(e.path().join("stat")).ok()?;
             let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
             (!zombie && env.windows(needle.len()).any(|w| w == needle.as_bytes())).then_some(pid)
+        })
+        .collect()
+}
+
+/// PIDs of live processes with an environment entry starting with `prefix`.
+pub fn processes_with_prefix(prefix: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let env = fs::read(e.path().join("environ")).ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
+            let hit = env
+                .split(|b| *b == 0)
+                .any(|kv| kv.starts_with(prefix.as_bytes()));
+            (!zombie && hit).then_some(pid)
         })
         .collect()
 }

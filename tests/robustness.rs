@@ -1,0 +1,245 @@
+//! inotify as a hint, half-written files, full disks, heartbeats, SIGHUP: the worker keeps
+//! every job where it belongs when the world misbehaves.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use std::fs;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+use support::{TestSpool, wait_until};
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn without_inotify_the_rescan_finds_jobs() {
+    let s = TestSpool::new();
+    let _w = s.spawn_worker(&["--no-inotify"]);
+    s.ok(&["submit", "zlib"]);
+    wait_until("zlib done by rescan", Duration::from_secs(15), || {
+        s.where_is("000001-zlib").as_deref() == Some("done")
+    });
+}
+
+#[test]
+fn thousands_of_files_dropped_at_once_are_all_taken() {
+    // On tmpfs, so the burst is about events, not fsync latency; an hour between rescans,
+    // so only events (and the full rescan an overflow asks for) can explain the pick-up.
+    let s = TestSpool::in_dir(tempfile::tempdir_in("/dev/shm").unwrap(), "");
+    let mut c = s.command(&["worker", "run", "--dry-run"]);
+    c.env("WORKER_CHECK_INTERVAL", "3600");
+    let log = s.dir.path().join("w.log");
+    let f = fs::File::create(&log).unwrap();
+    let _w = support::WorkerProc {
+        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
+        log,
+    };
+    wait_until("worker up", Duration::from_secs(10), || {
+        fs::read_to_string(s.path("worker.toml")).is_ok_and(|t| t.contains("\"running\""))
+    });
+    let n = 2000;
+    for i in 0..n {
+        s.drop_file(
+            &format!("burst{i:05}.toml"),
+            &format!("spec = \"pkg{i}\"\n"),
+        );
+    }
+    wait_until("all taken and installed", Duration::from_secs(120), || {
+        s.ls("done").len() == n
+    });
+    assert!(s.ls("incoming").is_empty() && s.ls("failed").is_empty());
+}
+
+#[test]
+fn a_file_still_being_written_is_not_taken_early() {
+    let s = TestSpool::new();
+    let _w = s.spawn_worker(&[]);
+    let path = s.path("incoming/slow.toml");
+    let mut f = fs::File::create(&path).unwrap();
+    f.write_all(b"spec = \"zl").unwrap();
+    f.flush().unwrap();
+    // Hold the file open, half written, across several rescans (every 0.5 s here). This
+    // pause is the scenario being tested, not a wait for a condition.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(path.exists(), "a half-written file was taken");
+    assert!(s.ls("failed").is_empty());
+    f.write_all(b"ib\"\n").unwrap();
+    drop(f); // close-after-write: now it is taken
+    wait_until("zlib done", Duration::from_secs(10), || {
+        s.where_is("000001-zlib").as_deref() == Some("done")
+    });
+    assert!(
+        s.ls("failed").is_empty(),
+        "the completed file was accepted, not rejected"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_config() {
+    let s = TestSpool::new();
+    let w = s.spawn_worker(&[]);
+    fs::write(
+        &s.config,
+        format!(
+            "spack = \"{}\"\ninstall_args = [\"--reuse\"]\n",
+            support::fake_spack().display()
+        ),
+    )
+    .unwrap();
+    w.signal(Signal::SIGHUP);
+    wait_until("reload logged", Duration::from_secs(10), || {
+        w.output().contains("configuration reloaded")
+    });
+    s.ok(&["submit", "--wait", "zlib"]);
+    assert_eq!(s.installs(), vec![vec!["install", "--reuse", "zlib"]]);
+}
+
+#[test]
+fn a_stopped_worker_is_called_stale() {
+    let s = TestSpool::new();
+    let mut c = s.command(&["worker", "run"]);
+    c.env("WORKER_HEARTBEAT_INTERVAL", "0.2");
+    let log = s.dir.path().join("w.log");
+    let f = fs::File::create(&log).unwrap();
+    let w = support::WorkerProc {
+        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
+        log,
+    };
+    let beat = || {
+        fs::read_to_string(s.path("worker.toml"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("heartbeat"))
+            .map(String::from)
+    };
+    wait_until("first heartbeat", Duration::from_secs(10), || {
+        beat().is_some()
+    });
+    let first = beat();
+    wait_until("heartbeat advances", Duration::from_secs(5), || {
+        beat() != first
+    });
+    w.signal(Signal::SIGSTOP);
+    let mut st = s.command(&["status", "--json"]);
+    st.env("MAX_WORKER_HEARTBEAT_AGE", "1");
+    wait_until("stale", Duration::from_secs(10), || {
+        let out = st.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).contains("\"stale\"")
+    });
+    let human = String::from_utf8(
+        s.command(&["status"])
+            .env("MAX_WORKER_HEARTBEAT_AGE", "1")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(human.contains("STALE"), "{human}");
+    w.signal(Signal::SIGCONT);
+}
+
+/// A tmpfs of `size` mounted on a temp dir; unmounted when dropped.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs failed");
+        SmallFs { dir }
+    }
+    /// Fill it up; returns the filler to free the space again.
+    fn fill(&self) -> std::path::PathBuf {
+        let filler = self.dir.path().join("filler");
+        let mut f = fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_submit_cleanly() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let small = SmallFs::new("256k");
+    let spool_dir = tempfile::tempdir_in(small.dir.path()).unwrap();
+    let s = TestSpool::in_dir(spool_dir, "");
+    let filler = small.fill();
+    let out = s.run(&["submit", "zlib"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is full") && err.contains("nothing was queued"),
+        "{err}"
+    );
+    let left: Vec<String> = fs::read_dir(s.path("incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(left.is_empty(), "nothing half-written may stay: {left:?}");
+    fs::remove_file(filler).unwrap();
+    s.ok(&["submit", "zlib"]);
+}
+
+#[test]
+fn a_full_disk_holds_the_worker_back_until_space_returns() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let small = SmallFs::new("256k");
+    let spool_dir = tempfile::tempdir_in(small.dir.path()).unwrap();
+    let s = TestSpool::in_dir(spool_dir, "");
+    s.ok(&["submit", "zlib"]);
+    s.ok(&["submit", "cmake"]);
+    let filler = small.fill();
+    let mut c = s.command(&["worker", "run"]);
+    let log = s.dir.path().join("..").join("w.log");
+    let logf = tempfile::NamedTempFile::new().unwrap();
+    let f = logf.reopen().unwrap();
+    let w = support::WorkerProc {
+        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
+        log: logf.path().to_path_buf(),
+    };
+    let _ = log;
+    wait_until(
+        "the worker meets the full disk",
+        Duration::from_secs(10),
+        || w.output().contains("No space left"),
+    );
+    // It keeps trying with a growing back-off, without spinning or losing anything.
+    std::thread::sleep(Duration::from_secs(2));
+    let errors = w.output().matches("No space left").count();
+    assert!(errors <= 4, "logged {errors} times in ~2 s: a tight loop");
+    assert!(s.ls("done").is_empty());
+    fs::remove_file(filler).unwrap();
+    wait_until(
+        "both done after space returns",
+        Duration::from_secs(30),
+        || s.ls("done").len() == 2,
+    );
+    assert!(s.ls("failed").is_empty(), "{:?}", s.ls("failed"));
+    assert!(s.ls("tmp").is_empty(), "{:?}", s.ls("tmp"));
+}
