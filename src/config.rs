@@ -13,7 +13,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/spack-installer/config.toml";
 pub const DEFAULT_SETUP_SCRIPT: &str = "/opt/spack/share/spack/setup-env.sh";
 
 /// Where a setting's value came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind", content = "from")]
 pub enum Source {
     Default,

@@ -144,12 +144,7 @@ fn dry_run_moves_jobs_but_runs_nothing() {
 fn a_running_worker_picks_up_by_inotify_and_submit_prints_the_id() {
     let s = TestSpool::new();
     // A rescan interval of an hour: only inotify can explain a quick pick-up.
-    let mut c = s.command(&["worker", "run"]);
-    c.env("WORKER_CHECK_INTERVAL", "3600");
-    let log = s.dir.path().join("w.log");
-    let f = fs::File::create(&log).unwrap();
-    let child = c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
-    let _w = support::WorkerProc { child, log };
+    let _w = s.start_worker(&[], &[("WORKER_CHECK_INTERVAL", "3600")]);
     wait_until("worker up", Duration::from_secs(10), || {
         fs::read_to_string(s.path("worker.toml")).is_ok_and(|t| t.contains("state = \"running\""))
     });

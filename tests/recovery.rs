@@ -105,35 +105,19 @@ fn kill_9_while_spack_runs_then_restart_requeues_and_leaves_no_orphan() {
     });
     let marker = format!("SPACK_INSTALLER_JOB={}/000001-slow", s.root.display());
     wait_until("spack started", Duration::from_secs(10), || {
-        !marked(&marker).is_empty()
+        !support::processes_with(&marker).is_empty()
     });
     w.signal(Signal::SIGKILL);
     drop(w);
     // PDEATHSIG kills Spack itself; the restarted worker kills what Spack left behind.
     s.env.retain(|(k, _)| k != "SPACK_FAKE_DELAYS");
     s.drain();
+    let left = support::processes_with(&marker);
     assert!(
-        marked(&marker).is_empty(),
-        "processes of the killed job remain: {:?}",
-        marked(&marker)
+        left.is_empty(),
+        "processes of the killed job remain: {left:?}"
     );
     assert_eq!(s.where_is("000001-slow").as_deref(), Some("done"));
     let rec = s.read("done/000001-slow.toml");
     assert!(rec.contains("attempts = 2"), "{rec}");
-}
-
-/// PIDs whose environment carries this marker.
-fn marked(marker: &str) -> Vec<i32> {
-    let needle = format!("{marker}\0");
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let env = fs::read(e.path().join("environ")).ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
-            (!zombie && env.windows(needle.len()).any(|w| w == needle.as_bytes())).then_some(pid)
-        })
-        .collect()
 }

@@ -29,14 +29,7 @@ fn thousands_of_files_dropped_at_once_are_all_taken() {
     // On tmpfs, so the burst is about events, not fsync latency; an hour between rescans,
     // so only events (and the full rescan an overflow asks for) can explain the pick-up.
     let s = TestSpool::in_dir(tempfile::tempdir_in("/dev/shm").unwrap(), "");
-    let mut c = s.command(&["worker", "run", "--dry-run"]);
-    c.env("WORKER_CHECK_INTERVAL", "3600");
-    let log = s.dir.path().join("w.log");
-    let f = fs::File::create(&log).unwrap();
-    let _w = support::WorkerProc {
-        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
-        log,
-    };
+    let _w = s.start_worker(&["--dry-run"], &[("WORKER_CHECK_INTERVAL", "3600")]);
     wait_until("worker up", Duration::from_secs(10), || {
         fs::read_to_string(s.path("worker.toml")).is_ok_and(|t| t.contains("\"running\""))
     });
@@ -100,14 +93,7 @@ fn sighup_reloads_the_config() {
 #[test]
 fn a_stopped_worker_is_called_stale() {
     let s = TestSpool::new();
-    let mut c = s.command(&["worker", "run"]);
-    c.env("WORKER_HEARTBEAT_INTERVAL", "0.2");
-    let log = s.dir.path().join("w.log");
-    let f = fs::File::create(&log).unwrap();
-    let w = support::WorkerProc {
-        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
-        log,
-    };
+    let w = s.start_worker(&[], &[("WORKER_HEARTBEAT_INTERVAL", "0.2")]);
     let beat = || {
         fs::read_to_string(s.path("worker.toml"))
             .unwrap_or_default()
@@ -215,15 +201,7 @@ fn a_full_disk_holds_the_worker_back_until_space_returns() {
     s.ok(&["submit", "zlib"]);
     s.ok(&["submit", "cmake"]);
     let filler = small.fill();
-    let mut c = s.command(&["worker", "run"]);
-    let log = s.dir.path().join("..").join("w.log");
-    let logf = tempfile::NamedTempFile::new().unwrap();
-    let f = logf.reopen().unwrap();
-    let w = support::WorkerProc {
-        child: c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap(),
-        log: logf.path().to_path_buf(),
-    };
-    let _ = log;
+    let w = s.start_worker(&[], &[]);
     wait_until(
         "the worker meets the full disk",
         Duration::from_secs(10),

@@ -3,7 +3,7 @@
 //! worker's heartbeat. Exits 1 when something is wrong, with the fix.
 
 use super::Ctx;
-use crate::config::Config;
+use crate::config::{Config, Source};
 use crate::error::{Result, exit};
 use crate::spool::layout;
 use crate::spool::status::{Liveness, WorkerStatus};
@@ -112,93 +112,42 @@ fn print_settings(c: &Config) {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "none (defaults and environment only)".into())
     );
-    let d = |v: Duration| humantime::format_duration(v).to_string();
-    let rows: Vec<(&str, String, String)> = vec![
-        (
-            "spack",
-            c.spack
-                .value
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "-".into()),
-            c.spack.source.to_string(),
-        ),
-        (
-            "spack_setup_script",
-            c.spack_setup_script.value.display().to_string(),
-            c.spack_setup_script.source.to_string(),
-        ),
-        (
-            "install_args",
-            format!("{:?}", c.install_args.value),
-            c.install_args.source.to_string(),
-        ),
-        (
-            "max_parallel",
-            c.max_parallel.value.to_string(),
-            c.max_parallel.source.to_string(),
-        ),
-        (
-            "check_interval",
-            d(c.check_interval.value),
-            c.check_interval.source.to_string(),
-        ),
-        (
-            "heartbeat_interval",
-            d(c.heartbeat_interval.value),
-            c.heartbeat_interval.source.to_string(),
-        ),
-        (
-            "max_heartbeat_age",
-            d(c.max_heartbeat_age.value),
-            c.max_heartbeat_age.source.to_string(),
-        ),
-        (
-            "timeout_multiplier",
-            c.timeout_multiplier.value.to_string(),
-            c.timeout_multiplier.source.to_string(),
-        ),
-        (
-            "default_estimate",
-            d(c.default_estimate.value),
-            c.default_estimate.source.to_string(),
-        ),
-        (
-            "max_pending_per_user",
-            c.max_pending_per_user.value.to_string(),
-            c.max_pending_per_user.source.to_string(),
-        ),
-        (
-            "admin_group",
-            c.admin_group.value.clone().unwrap_or_else(|| "-".into()),
-            c.admin_group.source.to_string(),
-        ),
-        (
-            "kill_grace",
-            d(c.kill_grace.value),
-            c.kill_grace.source.to_string(),
-        ),
-        (
-            "env_allow",
-            c.env_allow.value.join(" "),
-            c.env_allow.source.to_string(),
-        ),
-        (
-            "on_dependency_failure",
-            format!("{:?}", c.on_dependency_failure.value).to_lowercase(),
-            c.on_dependency_failure.source.to_string(),
-        ),
-        (
-            "log_level",
-            c.log_level.value.clone(),
-            c.log_level.source.to_string(),
-        ),
-    ];
     let mut t = super::output::table(&["SETTING", "VALUE", "FROM"]);
-    for (k, v, s) in rows {
-        t.add_row(vec![k.to_string(), v, s]);
+    for (k, v, src) in settings(c) {
+        t.add_row(vec![k, v, src]);
     }
     println!("{t}");
+}
+
+/// Every setting of the config as (name, value, source), from its serialized form, so a
+/// new setting shows up here without being listed twice.
+fn settings(c: &Config) -> Vec<(String, String, String)> {
+    let v = serde_json::to_value(c).expect("the config serializes");
+    let Some(fields) = v.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter_map(|(k, s)| {
+            let source: Source = serde_json::from_value(s.get("source")?.clone()).ok()?;
+            Some((k.clone(), render(s.get("value")?), source.to_string()))
+        })
+        .collect()
+}
+
+fn render(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(render).collect::<Vec<_>>().join(" "),
+        Value::Object(o) if o.contains_key("secs") => {
+            let secs = o.get("secs").and_then(Value::as_u64).unwrap_or(0);
+            let nanos = o.get("nanos").and_then(Value::as_u64).unwrap_or(0) as u32;
+            humantime::format_duration(Duration::new(secs, nanos)).to_string()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Run `spack --version`, at most 30 s.

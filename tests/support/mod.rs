@@ -123,26 +123,28 @@ impl TestSpool {
         out
     }
 
-    /// A worker in the background, killed when dropped.
-    pub fn spawn_worker(&self, args: &[&str]) -> WorkerProc {
-        let log = self
-            .dir
-            .path()
-            .join(format!("worker-{}.log", std::process::id()));
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+    /// A worker in the background with extra environment, not waited for; killed when
+    /// dropped.
+    pub fn start_worker(&self, args: &[&str], env: &[(&str, &str)]) -> WorkerProc {
+        // The log lives in the system's temp dir, so it can be written even when the
+        // spool's file system is full.
+        let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+        let f = fs::OpenOptions::new().append(true).open(&log).unwrap();
         let mut all = vec!["worker", "run"];
         all.extend_from_slice(args);
-        let child = self
-            .command(&all)
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        let w = WorkerProc { child, log };
+        let mut c = self.command(&all);
+        c.envs(env.iter().copied());
+        let child = c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
+        WorkerProc {
+            child,
+            log: log.to_path_buf(),
+            _log: Some(log),
+        }
+    }
+
+    /// A worker in the background, once it is up; killed when dropped.
+    pub fn spawn_worker(&self, args: &[&str]) -> WorkerProc {
+        let w = self.start_worker(args, &[]);
         let status = self.root.join("worker.toml");
         wait_until("the worker to start", Duration::from_secs(10), || {
             fs::read_to_string(&status).is_ok_and(|s| {
@@ -213,6 +215,8 @@ impl TestSpool {
 pub struct WorkerProc {
     pub child: Child,
     pub log: PathBuf,
+    /// Removes the log when the worker is dropped.
+    pub _log: Option<tempfile::TempPath>,
 }
 
 impl WorkerProc {
@@ -249,9 +253,8 @@ impl Drop for WorkerProc {
     }
 }
 
-/// PIDs of live (non-zombie) processes whose environment carries `needle` (`KEY=value`).
-pub fn processes_with(needle: &str) -> Vec<i32> {
-    let needle = format!("{needle}\0");
+/// PIDs of live (non-zombie) processes with an environment entry that `matches`.
+fn processes_where(matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
@@ -260,25 +263,17 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
             let env = fs::read(e.path().join("environ")).ok()?;
             let stat = fs::read_to_string(e.path().join("stat")).ok()?;
             let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
-            (!zombie && env.windows(needle.len()).any(|w| w == needle.as_bytes())).then_some(pid)
+            (!zombie && env.split(|b| *b == 0).any(&matches)).then_some(pid)
         })
         .collect()
 }
 
+/// PIDs of live processes whose environment has exactly this `KEY=value` entry.
+pub fn processes_with(entry: &str) -> Vec<i32> {
+    processes_where(|kv| kv == entry.as_bytes())
+}
+
 /// PIDs of live processes with an environment entry starting with `prefix`.
 pub fn processes_with_prefix(prefix: &str) -> Vec<i32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-            let env = fs::read(e.path().join("environ")).ok()?;
-            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-            let zombie = stat.rsplit(')').next()?.trim_start().starts_with('Z');
-            let hit = env
-                .split(|b| *b == 0)
-                .any(|kv| kv.starts_with(prefix.as_bytes()));
-            (!zombie && hit).then_some(pid)
-        })
-        .collect()
+    processes_where(|kv| kv.starts_with(prefix.as_bytes()))
 }
