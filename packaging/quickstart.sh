@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 cargo build --release --quiet
 bin=target/release/spack-installer
 export SPACK_INSTALLER_SPOOL="$PWD/quickstart-spool"
-export SPACK_INSTALLER_CONFIG="$SPACK_INSTALLER_SPOOL.config.toml"
+export SPACK_INSTALLER_CONFIG="$PWD/target/quickstart-config.toml"
 if [ -t 1 ]; then b=$'\033[1m' n=$'\033[0m'; else b='' n=''; fi
 say() { printf '\n%s$ %s%s\n' "$b" "$*" "$n"; }
 run() { say "$*"; "$@"; }
