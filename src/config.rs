@@ -71,6 +71,71 @@ struct ConfigFile {
     env_allow: Option<Vec<String>>,
     on_dependency_failure: Option<DependencyFailure>,
     log_level: Option<String>,
+    executor: Option<ExecutorKind>,
+    slurm: Option<SlurmConfig>,
+}
+
+/// Where installs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// As child processes of the worker.
+    #[default]
+    Local,
+    /// As Slurm batch jobs (`[slurm]`).
+    Slurm,
+}
+
+/// The `[slurm]` section. Only the admin writes the config, so `extra_args` is the one
+/// way to add sbatch options; nothing a user submits reaches sbatch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmConfig {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// `--cpus-per-task`, and Spack's `-j`.
+    pub cpus_per_task: Option<u32>,
+    /// `--mem`, as Slurm writes it ("8G").
+    pub mem: Option<String>,
+    /// How many of our jobs may be in Slurm at once (pending or running there).
+    pub max_jobs: usize,
+    /// `--time` for jobs without a timeout or estimate.
+    #[serde(with = "span_secs")]
+    pub time_limit: Duration,
+    /// More sbatch options, as separate arguments.
+    pub extra_args: Vec<String>,
+    /// Submit jobs whose parents are already in Slurm with `--dependency=afterok:...`.
+    pub submit_ahead: bool,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        SlurmConfig {
+            partition: None,
+            account: None,
+            qos: None,
+            cpus_per_task: None,
+            mem: None,
+            max_jobs: 10,
+            time_limit: Duration::from_secs(24 * 3600),
+            extra_args: Vec::new(),
+            submit_ahead: false,
+        }
+    }
+}
+
+/// A `Span` ("2h", or seconds) in the file, a `Duration` in memory.
+mod span_secs {
+    use crate::time::Span;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        d.as_secs().serialize(s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Span::deserialize(d).map(|s| s.0)
+    }
 }
 
 /// What happens to a pending job whose dependency failed or was cancelled.
@@ -102,6 +167,8 @@ pub struct Config {
     pub env_allow: Setting<Vec<String>>,
     pub on_dependency_failure: Setting<DependencyFailure>,
     pub log_level: Setting<String>,
+    pub executor: Setting<ExecutorKind>,
+    pub slurm: Setting<SlurmConfig>,
 }
 
 impl Default for Config {
@@ -129,6 +196,8 @@ impl Default for Config {
             ),
             on_dependency_failure: Setting::default(DependencyFailure::Fail),
             log_level: Setting::default("info".into()),
+            executor: Setting::default(ExecutorKind::Local),
+            slurm: Setting::default(SlurmConfig::default()),
         }
     }
 }
@@ -238,6 +307,18 @@ impl Config {
         if let Some(v) = f.log_level {
             self.log_level.set(v, src());
         }
+        if let Some(v) = f.executor {
+            self.executor.set(v, src());
+        }
+        if let Some(v) = f.slurm {
+            if v.max_jobs == 0 {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: "slurm.max_jobs must be at least 1".into(),
+                });
+            }
+            self.slurm.set(v, src());
+        }
         Ok(())
     }
 
@@ -288,6 +369,15 @@ impl Config {
         estimate: Option<Duration>,
     ) -> Option<Duration> {
         timeout.or_else(|| estimate.map(|e| e.mul_f64(self.timeout_multiplier.value)))
+    }
+
+    /// Spack's `-j` when installs run in Slurm with `slurm.cpus_per_task`: the build
+    /// uses the CPUs Slurm gave it, not what Spack guesses from the node.
+    pub fn spack_jobs(&self) -> Option<u32> {
+        match self.executor.value {
+            ExecutorKind::Slurm => self.slurm.value.cpus_per_task,
+            ExecutorKind::Local => None,
+        }
     }
 
     /// Which Spack to run, and why that one: config `spack`, else the `bin/spack` of the

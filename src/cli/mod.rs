@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cancel;
 pub mod cleanup;
 pub mod config_check;
+pub mod exec_job;
 pub mod failed;
 pub mod init;
 pub mod logs;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Run or control the worker.
     #[command(subcommand)]
     Worker(worker::Command),
+    /// Run one running job's Spack (what the Slurm batch script runs; not for people).
+    #[command(hide = true)]
+    ExecJob(exec_job::Args),
 }
 
 /// What every command gets.
@@ -128,5 +132,6 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::AuthStatus(a) => auth::run(&ctx, a),
         Command::ConfigCheck(a) => config_check::run(&ctx, a),
         Command::Worker(c) => worker::run(&ctx, c),
+        Command::ExecJob(a) => exec_job::run(&ctx, a),
     }
 }

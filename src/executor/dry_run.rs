@@ -21,7 +21,10 @@ impl Executor for DryRunExecutor {
         let argv = serde_json::to_string(&launch.argv).expect("argv serializes");
         writeln!(log, "==> dry run: would run {argv}").at("write", &launch.log)?;
         on_exit(Exit::Code(0));
-        Ok(Handle { pgid: None })
+        Ok(Handle {
+            pgid: None,
+            slurm: None,
+        })
     }
 
     fn stop(&mut self, _handle: &Handle, _force: bool) {}

@@ -61,7 +61,10 @@ impl Executor for LocalExecutor {
                 on_exit(exit);
             })
             .at("start a thread for", &launch.log)?;
-        Ok(Handle { pgid: Some(pid) })
+        Ok(Handle {
+            pgid: Some(pid),
+            slurm: None,
+        })
     }
 
     fn stop(&mut self, handle: &Handle, force: bool) {

@@ -2,13 +2,18 @@
 //! only starts one install, reports its end through a callback, and can stop it. The
 //! local executor ([`local`]) runs Spack as a child process in its own process group;
 //! [`dry_run`] runs nothing and logs the argv. A cluster executor (Slurm) fits behind
-//! the same interface.
+//! the same interface: [`slurm`] submits each install as a batch job, and its installs
+//! outlive the worker, so the trait also re-attaches to them and tracks them once per
+//! interval (default methods: local executors need neither).
 
 pub mod dry_run;
 pub mod local;
+pub mod slurm;
 
 use crate::error::Result;
+use crate::job::{Job, SlurmState};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Everything needed to run one install.
 #[derive(Debug, Clone)]
@@ -21,6 +26,10 @@ pub struct Launch {
     pub log: PathBuf,
     /// The complete environment of the install (nothing else is inherited).
     pub env: Vec<(String, String)>,
+    /// Which start of the job this is (1 for the first).
+    pub attempt: u32,
+    /// The job's timeout, for executors that enforce it themselves.
+    pub timeout: Option<Duration>,
 }
 
 /// How an install ended.
@@ -32,6 +41,9 @@ pub enum Exit {
     Signal(i32),
     /// It could not be started at all (the message is in the log).
     NotStarted,
+    /// The batch system ended it, with this exit code: the node failed, memory or the
+    /// time limit ran out, or it was cancelled there. `why` is said to people.
+    Cluster { code: i32, why: &'static str },
 }
 
 impl Exit {
@@ -44,6 +56,7 @@ impl Exit {
             Exit::Code(c) => c,
             Exit::Signal(s) => 128 + s,
             Exit::NotStarted => 127,
+            Exit::Cluster { code, .. } => code,
         }
     }
 }
@@ -56,6 +69,27 @@ pub type OnExit = Box<dyn FnOnce(Exit) + Send>;
 pub struct Handle {
     /// The process group that holds the install, when there is one to signal.
     pub pgid: Option<i32>,
+    /// Where a batch system runs it: recorded in the job's `[state.slurm]`.
+    pub slurm: Option<SlurmState>,
+}
+
+/// What re-attaching to an install a previous worker started found.
+#[derive(Debug)]
+pub enum Reattach {
+    /// It is (or was) in the batch system: tracked again; `on_exit` will be called.
+    Attached(Handle),
+    /// The batch system never got it: requeue it by the usual rule.
+    NeverSubmitted,
+    /// This executor cannot follow it (the config changed): leave it alone.
+    Unsupported,
+}
+
+/// A change the tracking noticed that belongs in the job's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    /// `NNNNNN-PACKAGE`.
+    pub name: String,
+    pub slurm: SlurmState,
 }
 
 pub trait Executor {
@@ -65,6 +99,28 @@ pub trait Executor {
     fn stop(&mut self, handle: &Handle, force: bool);
     /// A word for status output: "local", "dry-run".
     fn kind(&self) -> &'static str;
+    /// What the job's record says before `start`, so a crash in between can be
+    /// resolved: `[state.slurm]` without a job ID. `None` for local installs.
+    fn mark(&self) -> Option<SlurmState> {
+        None
+    }
+    /// Follow an install a previous worker started (its record has `[state.slurm]`).
+    fn reattach(&mut self, _job: &Job, _on_exit: OnExit) -> Result<Reattach> {
+        Ok(Reattach::Unsupported)
+    }
+    /// Called once per check interval: learn what became of the installs (one query for
+    /// all of them), call their `on_exit`s, and say which records should change.
+    fn track(&mut self) -> Vec<Placed> {
+        Vec::new()
+    }
+    /// The most installs this executor may have at once, when it sets its own limit.
+    fn max_jobs(&self) -> Option<usize> {
+        None
+    }
+    /// Whether it enforces `Launch::timeout` itself (so the worker must not).
+    fn limits_time(&self) -> bool {
+        false
+    }
 }
 
 /// The environment an install gets: the worker's variables that match `allow` (exact

@@ -284,6 +284,22 @@ pub struct StateInfo {
     pub log: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub argv: Vec<String>,
+    /// Where the install runs when the Slurm executor ran it (`[state.slurm]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmState>,
+}
+
+/// `[state.slurm]`: written before `sbatch` (no `job_id` yet: the job is being handed
+/// to Slurm), then again with the Slurm job ID `sbatch` returned, and with the node once
+/// the job runs. Its presence tells recovery to re-attach instead of requeueing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlurmState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl StateInfo {
@@ -298,6 +314,7 @@ impl StateInfo {
             reason: None,
             log: None,
             argv: Vec::new(),
+            slurm: None,
         }
     }
 }

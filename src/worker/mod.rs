@@ -12,10 +12,12 @@ pub mod recovery;
 pub mod signals;
 pub mod watch;
 
+use crate::config::ExecutorKind;
 use crate::config::{Config, DependencyFailure};
 use crate::error::{Error, IoContext, Result};
 use crate::executor::{
-    Executor, Exit, Handle, Launch, clean_env, dry_run::DryRunExecutor, local::LocalExecutor,
+    Executor, Exit, Handle, Launch, Reattach, clean_env, dry_run::DryRunExecutor,
+    local::LocalExecutor, slurm::SlurmExecutor,
 };
 use crate::identity;
 use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
@@ -170,11 +172,7 @@ impl Worker {
             }
         };
         signals::forward(tx.clone()).at("install signal handlers for", spool.root())?;
-        let executor: Box<dyn Executor> = if opts.dry_run {
-            Box::new(DryRunExecutor)
-        } else {
-            Box::new(LocalExecutor)
-        };
+        let executor = choose_executor(&spool, &cfg, &opts)?;
         let spack = resolve_spack(&cfg, opts.dry_run)?;
         let now = Instant::now();
         let mut w = Worker {
@@ -216,6 +214,7 @@ impl Worker {
         }
         w.next_id = rec.next_id;
         w.reserved_until = rec.next_id;
+        w.reattach_all(rec.in_slurm)?;
         w.load_finished()?;
         w.reload_pending()?;
         w.process_claims(rec.claims);
@@ -289,6 +288,7 @@ impl Worker {
                     self.io_error(e);
                 }
                 self.intake_scan(Some(SETTLE));
+                self.track_cluster();
             } else if !names.is_empty() {
                 names.sort();
                 names.dedup();
@@ -822,7 +822,7 @@ impl Worker {
 
     fn policy(&self) -> Policy {
         Policy {
-            max_parallel: self.cfg.max_parallel.value,
+            max_parallel: self.slots(),
             default_estimate: self.cfg.default_estimate.value,
             ..Policy::default()
         }
@@ -859,7 +859,7 @@ impl Worker {
         if self.paused || self.draining {
             return;
         }
-        let max = self.cfg.max_parallel.value;
+        let max = self.slots();
         let starts = if plan.doomed().next().is_some()
             && self.cfg.on_dependency_failure.value == DependencyFailure::Fail
         {
@@ -897,6 +897,9 @@ impl Worker {
 
     fn argv(&self, job: &Job) -> Vec<String> {
         let mut argv = vec![self.spack.clone(), "install".to_string()];
+        if let Some(j) = self.cfg.spack_jobs().filter(|_| !self.opts.dry_run) {
+            argv.extend(["-j".to_string(), j.to_string()]);
+        }
         argv.extend(self.cfg.install_args.value.iter().cloned());
         argv.push(job.spec_text().to_string());
         argv
@@ -922,6 +925,8 @@ impl Worker {
         job.state.started_at = Some(now);
         job.state.argv = self.argv(&job);
         job.state.log = Some(Spool::log_rel(&name));
+        // Before sbatch: a crash before its job ID is written is then found by name.
+        job.state.slurm = self.executor.mark();
         if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
             // The file is in running/ marked pending: recovery's rule moves it back.
             let mut r = recovery::Recovered::default();
@@ -938,6 +943,8 @@ impl Worker {
                 &self.cfg.env_allow.value,
                 (JOB_MARKER_ENV, self.spool.job_marker(&name)),
             ),
+            attempt: job.state.attempts,
+            timeout: None,
         };
         append_log(
             &log,
@@ -951,6 +958,9 @@ impl Worker {
             job.submission().and_then(|s| s.timeout),
             job.submission().and_then(|s| s.estimated_time),
         );
+        let launch = Launch { timeout, ..launch };
+        // A batch system counts the time limit from the job's start, not from its wait.
+        let timeout = timeout.filter(|_| !self.executor.limits_time());
         let tx = self.tx.clone();
         let started = Instant::now();
         tracing::info!(job_id = id.0, job = %name, attempt = job.state.attempts, "starting: {}", launch.argv.join(" "));
@@ -961,6 +971,7 @@ impl Worker {
             }),
         ) {
             Ok(handle) => {
+                self.record_placement(&mut job, &handle);
                 self.running.insert(
                     id,
                     Running {
@@ -984,7 +995,10 @@ impl Worker {
                     id,
                     Running {
                         job,
-                        handle: Handle { pgid: None },
+                        handle: Handle {
+                            pgid: None,
+                            slurm: None,
+                        },
                         started,
                         deadline: None,
                         stop: None,
@@ -1063,6 +1077,7 @@ impl Worker {
                 },
             ),
             (_, Exit::Signal(s)) => (State::Failed, format!("spack was killed by signal {s}")),
+            (_, Exit::Cluster { code, why }) => (State::Failed, format!("{why}; exit code {code}")),
             (_, Exit::NotStarted) => (
                 State::Failed,
                 format!("spack could not be started ({}); see the log", self.spack),
@@ -1119,6 +1134,100 @@ impl Worker {
     fn remember_finished(&mut self, name: &JobName) {
         self.recent.push_front(name.to_string());
         self.recent.truncate(RECENT);
+    }
+
+    // ---- installs that outlive the worker (Slurm) ----------------------------------
+
+    /// How many installs may run at once: the executor's own limit (Slurm's
+    /// `max_jobs`: the worker runs nothing itself then), else `max_parallel`.
+    fn slots(&self) -> usize {
+        self.executor
+            .max_jobs()
+            .unwrap_or(self.cfg.max_parallel.value)
+    }
+
+    /// Write where the install runs (the Slurm job ID) into `running/NAME`. A failed
+    /// write is retried by nobody, but the job is tracked in memory, and a restarted
+    /// worker finds it again by name.
+    fn record_placement(&mut self, job: &mut Job, handle: &Handle) {
+        if handle.slurm.is_none() || handle.slurm == job.state.slurm {
+            return;
+        }
+        job.state.slurm = handle.slurm.clone();
+        if let Err(e) = rewrite(&self.spool, Dir::Running, job) {
+            self.io_error(e);
+        }
+    }
+
+    /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
+    /// previous worker. Follow each one again, or requeue it if Slurm never got it.
+    fn reattach_all(&mut self, names: Vec<JobName>) -> Result<()> {
+        for name in names {
+            let mut job = store::read(&self.spool, Dir::Running, &name)?;
+            let id = job.meta.id;
+            let tx = self.tx.clone();
+            let on_exit = Box::new(move |exit| {
+                let _ = tx.send(Event::Exited { id, exit });
+            });
+            match self.executor.reattach(&job, on_exit).map_err(|e| {
+                Error::Other(format!(
+                    "cannot tell whether Slurm still runs {name}: {e}; \
+                     the worker starts only once it can (so no job is submitted twice)"
+                ))
+            })? {
+                Reattach::Attached(handle) => {
+                    self.record_placement(&mut job, &handle);
+                    self.running.insert(
+                        id,
+                        Running {
+                            job,
+                            handle,
+                            started: Instant::now(),
+                            deadline: None,
+                            stop: None,
+                            term_sent: None,
+                            killed: false,
+                        },
+                    );
+                }
+                Reattach::NeverSubmitted => {
+                    tracing::warn!(job = %name, "Slurm never got it; requeueing by the usual rule");
+                    job.state.slurm = None;
+                    rewrite(&self.spool, Dir::Running, &job)?;
+                    let mut r = recovery::Recovered::default();
+                    recovery::resolve_running(&self.spool, &name, &mut r)?;
+                    for a in r.actions {
+                        tracing::warn!("recovery: {a}");
+                    }
+                }
+                Reattach::Unsupported => tracing::warn!(
+                    job = %name,
+                    "was handed to Slurm, but the executor is now {}: left in running/; \
+                     set executor = \"slurm\" so the worker follows it",
+                    self.executor.kind()
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Once per check interval: one query for all installs in the batch system; their
+    /// ends arrive as `Event::Exited`, their nodes are written into their records.
+    fn track_cluster(&mut self) {
+        for p in self.executor.track() {
+            let Some(r) = self
+                .running
+                .values_mut()
+                .find(|r| r.job.meta.name == p.name)
+            else {
+                continue;
+            };
+            r.job.state.slurm = Some(p.slurm);
+            let job = r.job.clone();
+            if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
+                tracing::warn!("could not record where {} runs: {e}", p.name);
+            }
+        }
     }
 
     // ---- signals and status --------------------------------------------------------
@@ -1194,6 +1303,20 @@ impl Worker {
             tracing::debug!("status not written: {e}");
         }
     }
+}
+
+/// The executor: dry-run, local child processes, or Slurm batch jobs.
+fn choose_executor(spool: &Spool, cfg: &Config, opts: &Options) -> Result<Box<dyn Executor>> {
+    Ok(if opts.dry_run {
+        Box::new(DryRunExecutor)
+    } else {
+        match cfg.executor.value {
+            ExecutorKind::Local => Box::new(LocalExecutor),
+            ExecutorKind::Slurm => {
+                Box::new(SlurmExecutor::new(spool, cfg, opts.config_path.clone())?)
+            }
+        }
+    })
 }
 
 /// The Spack to run: resolved from the config; in dry-run mode a missing Spack is fine.

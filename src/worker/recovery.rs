@@ -27,6 +27,8 @@ pub struct Recovered {
     pub next_id: u64,
     /// Lines for the log, one per action.
     pub actions: Vec<String>,
+    /// `running/` jobs handed to Slurm: the worker re-attaches to them.
+    pub in_slurm: Vec<JobName>,
 }
 
 pub fn recover(spool: &Spool) -> Result<Recovered> {
@@ -143,6 +145,15 @@ pub fn resolve_running(spool: &Spool, name: &JobName, r: &mut Recovered) -> Resu
             move_job(spool, name, Dir::Running, Dir::Pending)?;
             r.actions
                 .push(format!("{name}: was never started; back to pending/"));
+        }
+        // Slurm runs it, not a child of the dead worker: follow it, never requeue it.
+        State::Running if job.state.slurm.is_some() => {
+            r.actions
+                .push(match job.state.slurm.as_ref().and_then(|s| s.job_id) {
+                    Some(id) => format!("{name}: re-attaching to Slurm job {id}"),
+                    None => format!("{name}: was being handed to Slurm; looking it up by name"),
+                });
+            r.in_slurm.push(name.clone());
         }
         _ => {
             let killed = kill_marked(&spool.job_marker(name));

@@ -1,0 +1,93 @@
+//! `exec-job NAME`: what a Slurm batch job runs, on the compute node, as the worker user.
+//! It reads the job's file from `running/` and runs the argv the worker recorded there,
+//! with the local executor itself (same clean environment, log appended, own process
+//! group), adding only Slurm's own `SLURM_*` variables. When Spack has ended it writes
+//! `slurm/NAME.exit` for the worker and exits with Spack's code, which Slurm records as
+//! the job's exit code. Not for people: the worker's batch script calls it.
+
+use super::Ctx;
+use crate::error::{Error, Result};
+use crate::executor::local::LocalExecutor;
+use crate::executor::slurm::ExitRecord;
+use crate::executor::{Executor, Launch, clean_env};
+use crate::job::State;
+use crate::spool::{Dir, JOB_MARKER_ENV, store};
+use std::sync::mpsc;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The job, as NNNNNN-PACKAGE (the worker passes its name).
+    #[arg(value_name = "JOB")]
+    pub job: String,
+}
+
+enum Ev {
+    Exited(crate::executor::Exit),
+    Signal,
+}
+
+pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
+    let (dir, name) = store::find(&ctx.spool, &a.job)?;
+    let job = store::read(&ctx.spool, dir, &name)?;
+    if dir != Dir::Running || job.state.state != State::Running || job.state.argv.is_empty() {
+        return Err(Error::Other(format!(
+            "{name} is {} in {}/, not running with a recorded argv: nothing to run \
+             (the worker may have cancelled or finished it)",
+            job.state.state,
+            dir.name()
+        )));
+    }
+    let cfg = ctx.config()?;
+    let mut allow = cfg.env_allow.value.clone();
+    allow.push("SLURM_*".into());
+    let launch = Launch {
+        name: name.to_string(),
+        argv: job.state.argv.clone(),
+        log: ctx.spool.log_path(&name),
+        env: clean_env(&allow, (JOB_MARKER_ENV, ctx.spool.job_marker(&name))),
+        attempt: job.state.attempts,
+        timeout: None,
+    };
+    let (tx, rx) = mpsc::channel();
+    // scancel signals every process of the job; we stay to write the exit file, and
+    // pass the signal on to Spack's process group in case only we got it.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| Error::Other(format!("cannot install signal handlers: {e}")))?;
+    let stx = tx.clone();
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            let _ = stx.send(Ev::Signal);
+        }
+    });
+    let mut local = LocalExecutor;
+    let handle = local.start(
+        &launch,
+        Box::new(move |exit| {
+            let _ = tx.send(Ev::Exited(exit));
+        }),
+    )?;
+    let exit = loop {
+        match rx.recv() {
+            Ok(Ev::Exited(e)) => break e,
+            Ok(Ev::Signal) => local.stop(&handle, false),
+            Err(_) => break crate::executor::Exit::NotStarted,
+        }
+    };
+    let slurm_job_id = std::env::var("SLURM_JOB_ID")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let record = ExitRecord {
+        slurm_job_id,
+        attempt: job.state.attempts,
+        exit_code: exit.code(),
+    };
+    if let Err(e) = record.write(&ctx.spool, &name.to_string()) {
+        eprintln!("spack-installer exec-job: {e}");
+    }
+    Ok(exit.code())
+}

@@ -1,0 +1,544 @@
+//! Runs each install as one Slurm batch job, so one queue feeds a cluster. The spool stays
+//! the one source of truth; Slurm only runs the installs.
+//!
+//! **No user text in a shell.** The batch script (given to `sbatch` on stdin) holds only
+//! worker-controlled values: the path of our own binary, the spool, the config file and
+//! the job's name (`[0-9a-z_-]`). It runs `spack-installer --spool DIR exec-job NAME`,
+//! which reads the job file from `running/` and runs Spack by argv exactly as the local
+//! executor does. The spec never appears in the script, on sbatch's command line or in
+//! `--wrap`; users can add no sbatch option (only the admin's `slurm.extra_args`).
+//!
+//! **Tracking**: one `squeue` per check interval for all our jobs. A job that left
+//! `squeue` has ended: its state and exit code come from `sacct` when accounting exists,
+//! else from `scontrol show job` (slurmctld keeps finished jobs for `MinJobAge`), else
+//! from the exit file `exec-job` wrote (`slurm/NAME.exit`).
+//!
+//! **Re-attaching**: the record's `[state.slurm]` says a job was handed to Slurm; with a
+//! job ID it is simply tracked again, without one (the worker died between `sbatch`
+//! returning and the write) it is found by name, working directory and attempt with
+//! `squeue --states=all --name`. A job Slurm knows is never submitted twice.
+
+use super::{Executor, Exit, Handle, Launch, OnExit, Placed, Reattach};
+use crate::config::{Config, SlurmConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::identity;
+use crate::job::{Job, SlurmState};
+use crate::spool::Spool;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Slurm job names are `si-NNNNNN-PACKAGE`.
+pub const JOB_PREFIX: &str = "si-";
+/// The spool directory of the exit files `exec-job` writes (`NAME.exit`).
+pub const SLURM_DIR: &str = "slurm";
+
+/// The Slurm job name of a job.
+pub fn slurm_name(name: &str) -> String {
+    format!("{JOB_PREFIX}{name}")
+}
+
+/// `slurm/NAME.exit`.
+pub fn exit_file(spool: &Spool, name: &str) -> PathBuf {
+    spool.file(SLURM_DIR).join(format!("{name}.exit"))
+}
+
+/// What `exec-job` leaves behind: which Slurm job ran which attempt, and Spack's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitRecord {
+    pub slurm_job_id: u64,
+    pub attempt: u32,
+    pub exit_code: i32,
+}
+
+impl ExitRecord {
+    /// Write `slurm/NAME.exit` whole: a dot-file in the same directory, renamed over it.
+    pub fn write(&self, spool: &Spool, name: &str) -> Result<()> {
+        let path = exit_file(spool, name);
+        let tmp = spool
+            .file(SLURM_DIR)
+            .join(format!(".{name}.exit.{}", std::process::id()));
+        let text = toml::to_string(self).expect("an exit record serializes");
+        let mut f = std::fs::File::create(&tmp).at("create", &tmp)?;
+        f.write_all(text.as_bytes()).at("write", &tmp)?;
+        f.sync_all().at("fsync", &tmp)?;
+        std::fs::rename(&tmp, &path).at("rename into place", &path)
+    }
+
+    pub fn read(spool: &Spool, name: &str) -> Option<ExitRecord> {
+        toml::from_str(&std::fs::read_to_string(exit_file(spool, name)).ok()?).ok()
+    }
+}
+
+/// Quote for sh: the value between single quotes, each `'` as `'\''`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The batch script: worker-controlled values only.
+pub fn batch_script(binary: &Path, spool: &Spool, config: Option<&Path>, name: &str) -> String {
+    let config = config
+        .map(|c| format!(" --config {}", sh_quote(&c.display().to_string())))
+        .unwrap_or_default();
+    format!(
+        "#!/bin/sh\n# spack-installer runs one job of its spool\nexec {bin} --spool {spool_q}{config} exec-job {name_q}\n",
+        bin = sh_quote(&binary.display().to_string()),
+        spool_q = sh_quote(&spool.root().display().to_string()),
+        name_q = sh_quote(name),
+    )
+}
+
+/// Slurm's `--time`: days-hours:minutes:seconds, at least one minute.
+fn slurm_time(d: Duration) -> String {
+    let s = d.as_secs().max(60);
+    format!(
+        "{}-{:02}:{:02}:{:02}",
+        s / 86400,
+        s % 86400 / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
+}
+
+/// Map a Slurm job state (and `ExitCode` as `N:S`) to how the install ended; `None`
+/// while it is still pending, running, requeued or preempted.
+pub fn map_state(state: &str, exit_code: &str) -> Option<Exit> {
+    let state = state.split_whitespace().next().unwrap_or("");
+    let (code, sig) = exit_code
+        .split_once(':')
+        .map(|(c, s)| (c.parse().unwrap_or(0), s.parse().unwrap_or(0)))
+        .unwrap_or((exit_code.parse().unwrap_or(0), 0));
+    let code_or_sig = if code == 0 && sig != 0 {
+        128 + sig
+    } else {
+        code
+    };
+    let cluster = |why| {
+        Some(Exit::Cluster {
+            code: code_or_sig,
+            why,
+        })
+    };
+    match state {
+        "COMPLETED" if code == 0 && sig == 0 => Some(Exit::Code(0)),
+        "COMPLETED" | "FAILED" if code == 0 && sig != 0 => Some(Exit::Signal(sig)),
+        "COMPLETED" | "FAILED" => Some(Exit::Code(code)),
+        "TIMEOUT" => cluster("timed out (Slurm time limit)"),
+        "OUT_OF_MEMORY" => cluster("ran out of memory (Slurm OUT_OF_MEMORY)"),
+        "NODE_FAIL" => cluster("its node failed (Slurm NODE_FAIL)"),
+        "BOOT_FAIL" => cluster("its node failed to boot (Slurm BOOT_FAIL)"),
+        "DEADLINE" => cluster("missed its deadline (Slurm DEADLINE)"),
+        "CANCELLED" => cluster("cancelled in Slurm"),
+        "PENDING" | "RUNNING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "PREEMPTED"
+        | "SUSPENDED" | "COMPLETING" | "CONFIGURING" | "RESIZING" | "SIGNALING" | "STAGE_OUT"
+        | "STOPPED" | "RESV_DEL_HOLD" | "SPECIAL_EXIT" | "" => None,
+        _ => cluster("ended in an unexpected Slurm state (see `scontrol show job`)"),
+    }
+}
+
+/// Run a Slurm command; its stdout, or an error that names it and its stderr.
+fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = || format!("{prog} {}", args.join(" "));
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::Other(format!(
+            "cannot run `{prog}`: {e}; install the Slurm client commands on the worker's host"
+        ))
+    })?;
+    if let Some(text) = stdin {
+        // Dropped at the end of the statement: sbatch then sees the end of its input.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(text.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::Other(format!("`{}` failed: {e}", shown())))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "`{}` failed ({}): {}",
+            shown(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `Key=Value` fields of `scontrol show job -o` (the first of each key).
+fn scontrol_fields(line: &str) -> HashMap<&str, &str> {
+    let mut m = HashMap::new();
+    for tok in line.split_whitespace() {
+        if let Some((k, v)) = tok.split_once('=') {
+            m.entry(k).or_insert(v);
+        }
+    }
+    m
+}
+
+struct Tracked {
+    name: String,
+    on_exit: OnExit,
+    slurm: SlurmState,
+}
+
+pub struct SlurmExecutor {
+    spool: Spool,
+    cfg: SlurmConfig,
+    binary: PathBuf,
+    config_path: Option<PathBuf>,
+    user: String,
+    jobs: BTreeMap<u64, Tracked>,
+}
+
+impl SlurmExecutor {
+    /// Set up: our binary's absolute path (for the batch script) and `slurm/`.
+    pub fn new(spool: &Spool, cfg: &Config, config_path: Option<PathBuf>) -> Result<Self> {
+        let binary = std::env::current_exe()
+            .map_err(|e| Error::Other(format!("cannot find our own binary: {e}")))?;
+        let dir = spool.file(SLURM_DIR);
+        if !dir.is_dir() {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .mode(0o750)
+                .create(&dir)
+                .at("create directory", &dir)?;
+            // The mode of every worker directory (spool-layout.md): setgid, no umask.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2750))
+                .at("chmod", &dir)?;
+        }
+        Ok(SlurmExecutor {
+            spool: spool.clone(),
+            cfg: cfg.slurm.value.clone(),
+            binary,
+            config_path: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+            user: identity::user_name(identity::current_uid()),
+            jobs: BTreeMap::new(),
+        })
+    }
+
+    fn sbatch_args(&self, launch: &Launch) -> Vec<String> {
+        let c = &self.cfg;
+        let mut a = vec![
+            "--parsable".to_string(),
+            format!("--job-name={}", slurm_name(&launch.name)),
+            format!("--chdir={}", self.spool.root().display()),
+            format!("--output={}", launch.log.display()),
+            "--open-mode=append".to_string(),
+            format!("--comment=spack-installer attempt {}", launch.attempt),
+            "--nodes=1".to_string(),
+            "--ntasks=1".to_string(),
+            format!(
+                "--time={}",
+                slurm_time(launch.timeout.unwrap_or(c.time_limit))
+            ),
+        ];
+        let mut opt = |flag: &str, v: Option<String>| {
+            if let Some(v) = v {
+                a.push(format!("--{flag}={v}"));
+            }
+        };
+        opt("partition", c.partition.clone());
+        opt("account", c.account.clone());
+        opt("qos", c.qos.clone());
+        opt("cpus-per-task", c.cpus_per_task.map(|n| n.to_string()));
+        opt("mem", c.mem.clone());
+        a.extend(c.extra_args.iter().cloned());
+        a
+    }
+
+    /// A job handed to Slurm whose ID was never recorded: find it by name, working
+    /// directory (the spool) and attempt, among the jobs slurmctld still knows.
+    fn lookup(&self, job: &Job) -> Result<Option<u64>> {
+        let out = slurm(
+            "squeue",
+            &[
+                "-h".into(),
+                "--states=all".into(),
+                format!("--user={}", self.user),
+                format!("--name={}", slurm_name(&job.meta.name)),
+                "--format=%i|%Z|%k".into(),
+            ],
+            None,
+        )?;
+        let comment = format!("spack-installer attempt {}", job.state.attempts);
+        let root = self.spool.root();
+        let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '|');
+                let id = f.next()?.trim().parse::<u64>().ok()?;
+                let dir = Path::new(f.next()?);
+                let ours = (dir == root || dir == canon) && f.next()?.trim() == comment;
+                ours.then_some(id)
+            })
+            .max())
+    }
+
+    /// How a job that left `squeue` ended: sacct, else scontrol, else the exit file.
+    fn outcome(&self, id: u64, name: &str) -> Option<Exit> {
+        let sacct = slurm(
+            "sacct",
+            &[
+                format!("--jobs={id}"),
+                "-X".into(),
+                "-n".into(),
+                "-P".into(),
+                "--format=State,ExitCode".into(),
+            ],
+            None,
+        );
+        if let Ok(out) = sacct
+            && let Some((state, code)) = out.lines().next().and_then(|l| l.split_once('|'))
+        {
+            return map_state(state, code);
+        }
+        if let Ok(out) = slurm(
+            "scontrol",
+            &["show".into(), "job".into(), "-o".into(), id.to_string()],
+            None,
+        ) && let Some(line) = out.lines().find(|l| l.starts_with("JobId="))
+        {
+            let f = scontrol_fields(line);
+            return map_state(
+                f.get("JobState").copied().unwrap_or(""),
+                f.get("ExitCode").copied().unwrap_or("0:0"),
+            );
+        }
+        match ExitRecord::read(&self.spool, name) {
+            Some(r) if r.slurm_job_id == id => Some(Exit::Code(r.exit_code)),
+            _ => Some(Exit::Cluster {
+                code: 1,
+                why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
+            }),
+        }
+    }
+
+    /// How many of our jobs are in Slurm now.
+    pub fn in_slurm(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle> {
+        // An exit file from an earlier attempt must not answer for this one.
+        let _ = std::fs::remove_file(exit_file(&self.spool, &launch.name));
+        let script = batch_script(
+            &self.binary,
+            &self.spool,
+            self.config_path.as_deref(),
+            &launch.name,
+        );
+        let out = slurm("sbatch", &self.sbatch_args(launch), Some(&script))?;
+        // --parsable prints "ID" or "ID;CLUSTER".
+        let id: u64 = out
+            .trim()
+            .split(';')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "sbatch --parsable printed `{}`, not a job ID",
+                    out.trim()
+                ))
+            })?;
+        let slurm = SlurmState {
+            job_id: Some(id),
+            partition: self.cfg.partition.clone(),
+            node: None,
+        };
+        tracing::info!(job = %launch.name, slurm_job_id = id, "submitted to Slurm");
+        self.jobs.insert(
+            id,
+            Tracked {
+                name: launch.name.clone(),
+                on_exit,
+                slurm: slurm.clone(),
+            },
+        );
+        Ok(Handle {
+            pgid: None,
+            slurm: Some(slurm),
+        })
+    }
+
+    fn stop(&mut self, handle: &Handle, _force: bool) {
+        // scancel sends SIGTERM to every process of the job, and SIGKILL after the
+        // cluster's KillWait; asking twice is harmless.
+        if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id)
+            && let Err(e) = slurm("scancel", &[id.to_string()], None)
+        {
+            tracing::warn!("could not cancel Slurm job {id}: {e}");
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "slurm"
+    }
+
+    fn mark(&self) -> Option<SlurmState> {
+        Some(SlurmState {
+            job_id: None,
+            partition: self.cfg.partition.clone(),
+            node: None,
+        })
+    }
+
+    fn reattach(&mut self, job: &Job, on_exit: OnExit) -> Result<Reattach> {
+        let name = job.meta.name.clone();
+        let recorded = job.state.slurm.clone().unwrap_or_default();
+        let id = match recorded.job_id {
+            Some(id) => id,
+            None => match self.lookup(job)? {
+                Some(id) => id,
+                // Gone from slurmctld already, but exec-job ran this attempt.
+                None => match ExitRecord::read(&self.spool, &name) {
+                    Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
+                    _ => return Ok(Reattach::NeverSubmitted),
+                },
+            },
+        };
+        let slurm = SlurmState {
+            job_id: Some(id),
+            ..recorded
+        };
+        tracing::info!(job = %name, slurm_job_id = id, "re-attached to the Slurm job");
+        self.jobs.insert(
+            id,
+            Tracked {
+                name,
+                on_exit,
+                slurm: slurm.clone(),
+            },
+        );
+        Ok(Reattach::Attached(Handle {
+            pgid: None,
+            slurm: Some(slurm),
+        }))
+    }
+
+    fn track(&mut self) -> Vec<Placed> {
+        if self.jobs.is_empty() {
+            return Vec::new();
+        }
+        let out = match slurm(
+            "squeue",
+            &[
+                "-h".into(),
+                format!("--user={}", self.user),
+                "--format=%i|%T|%N".into(),
+            ],
+            None,
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("cannot follow the Slurm jobs: {e}; trying again");
+                return Vec::new();
+            }
+        };
+        let mut listed: HashMap<u64, String> = HashMap::new();
+        for l in out.lines() {
+            let mut f = l.split('|');
+            if let (Some(Ok(id)), Some(_state), Some(node)) = (
+                f.next().map(|s| s.trim().parse::<u64>()),
+                f.next(),
+                f.next(),
+            ) {
+                listed.insert(id, node.trim().to_string());
+            }
+        }
+        let mut placed = Vec::new();
+        let ids: Vec<u64> = self.jobs.keys().copied().collect();
+        for id in ids {
+            match listed.get(&id) {
+                Some(node) => {
+                    let t = self.jobs.get_mut(&id).expect("listed above");
+                    if !node.is_empty() && t.slurm.node.as_deref() != Some(node.as_str()) {
+                        t.slurm.node = Some(node.clone());
+                        placed.push(Placed {
+                            name: t.name.clone(),
+                            slurm: t.slurm.clone(),
+                        });
+                    }
+                }
+                None => {
+                    let name = self.jobs[&id].name.clone();
+                    if let Some(exit) = self.outcome(id, &name) {
+                        let t = self.jobs.remove(&id).expect("tracked");
+                        tracing::info!(job = %name, slurm_job_id = id, "the Slurm job ended: {exit:?}");
+                        (t.on_exit)(exit);
+                    }
+                }
+            }
+        }
+        placed
+    }
+
+    fn max_jobs(&self) -> Option<usize> {
+        Some(self.cfg.max_jobs)
+    }
+
+    fn limits_time(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_states_map_to_ours() {
+        assert_eq!(map_state("COMPLETED", "0:0"), Some(Exit::Code(0)));
+        assert_eq!(map_state("FAILED", "3:0"), Some(Exit::Code(3)));
+        assert_eq!(map_state("FAILED", "0:9"), Some(Exit::Signal(9)));
+        assert!(matches!(
+            map_state("CANCELLED by 0", "0:15"),
+            Some(Exit::Cluster { code: 143, .. })
+        ));
+        assert!(matches!(
+            map_state("TIMEOUT", "0:0"),
+            Some(Exit::Cluster { why, .. }) if why.starts_with("timed out")
+        ));
+        assert!(matches!(
+            map_state("OUT_OF_MEMORY", "0:125"),
+            Some(Exit::Cluster { .. })
+        ));
+        assert!(matches!(
+            map_state("NODE_FAIL", "0:0"),
+            Some(Exit::Cluster { .. })
+        ));
+        for still in ["PENDING", "RUNNING", "PREEMPTED", "REQUEUED", "COMPLETING"] {
+            assert_eq!(map_state(still, "0:0"), None, "{still}");
+        }
+    }
+
+    #[test]
+    fn the_batch_script_holds_only_worker_values() {
+        let s = batch_script(
+            Path::new("/usr/bin/spack-installer"),
+            &Spool::new("/var/spool/it's"),
+            None,
+            "000042-hdf5",
+        );
+        assert!(s.contains(
+            "exec '/usr/bin/spack-installer' --spool '/var/spool/it'\\''s' exec-job '000042-hdf5'"
+        ));
+        assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:01:01");
+        assert_eq!(slurm_time(Duration::from_secs(5)), "0-00:01:00");
+    }
+}
