@@ -68,6 +68,9 @@ pub struct JobView {
     pub file: String,
     pub log: Option<String>,
     pub ticket: Option<String>,
+    /// `[state.slurm]`: the Slurm job ID, partition and node, when Slurm ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<crate::job::SlurmState>,
 }
 
 impl JobView {
@@ -121,6 +124,7 @@ impl JobView {
             file: spool.job_path(dir, &name).display().to_string(),
             log: log.exists().then(|| log.display().to_string()),
             ticket: Some(job.meta.ticket.clone()),
+            slurm: st.slurm.clone(),
         }
     }
 
@@ -178,6 +182,7 @@ impl JobView {
             file: path.display().to_string(),
             log: None,
             ticket: Some(ticket.to_string()),
+            slurm: None,
         }
     }
 }

@@ -92,10 +92,30 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(p) = &v.progress {
         println!("  progress      [{}/{}]", p.done, p.total);
     }
+    if let Some(sl) = &v.slurm {
+        println!("  in slurm      {}", slurm_text(sl));
+    }
     println!("  log           {}", opt(&v.log));
     println!(
         "  argv          {}",
         serde_json::to_string(&v.argv).expect("serializes")
     );
     Ok(0)
+}
+
+/// `slurm job 1234 (partition debug, node n01)`; parts not known yet are left out.
+pub fn slurm_text(s: &crate::job::SlurmState) -> String {
+    let id = s
+        .job_id
+        .map(|i| format!("slurm job {i}"))
+        .unwrap_or_else(|| "being submitted to slurm".into());
+    let place: Vec<String> = [("partition", &s.partition), ("node", &s.node)]
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect();
+    if place.is_empty() {
+        id
+    } else {
+        format!("{id} ({})", place.join(", "))
+    }
 }

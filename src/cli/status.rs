@@ -253,6 +253,14 @@ fn print_human(v: &StatusView, verbose: bool) {
             (None, Some(r)) if j.state != "done" => r.clone(),
             _ => String::new(),
         };
+        let info = match (
+            j.state.as_str(),
+            j.slurm.as_ref().map(super::show::slurm_text),
+        ) {
+            ("running", Some(where_)) if info.is_empty() => where_,
+            ("running", Some(where_)) => format!("{info} {where_}"),
+            _ => info,
+        };
         let mut row = vec![
             comfy_table::Cell::new(
                 j.id.map(|i| format!("{i:06}"))

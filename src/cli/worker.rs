@@ -231,6 +231,7 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
         counts.insert(d.name().into(), store::list(&ctx.spool, d)?.len().into());
     }
     let status = live(ctx);
+    let in_slurm = in_slurm(ctx)?;
     let view = serde_json::json!({
         "spool": ctx.spool.root(),
         "state": status.as_ref().map(|(_, l)| *l).unwrap_or(Liveness::NotRunning),
@@ -243,6 +244,7 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
         "max_parallel": status.as_ref().map(|(w, _)| w.max_parallel),
         "version": status.as_ref().map(|(w, _)| w.version.clone()),
         "counts": counts,
+        "in_slurm": in_slurm,
     });
     if a.json {
         println!(
@@ -283,5 +285,22 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
     }
     let c: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
     println!("queue:       {}", c.join(", "));
+    if let Some(n) = in_slurm {
+        println!("in Slurm:    {n} job(s) submitted and not yet ended");
+    }
     Ok(0)
+}
+
+/// How many `running/` jobs were handed to Slurm (`[state.slurm]`), when any were or
+/// the config says `executor = "slurm"`.
+fn in_slurm(ctx: &Ctx) -> Result<Option<usize>> {
+    let n = store::list(&ctx.spool, Dir::Running)?
+        .iter()
+        .filter_map(|n| store::read(&ctx.spool, Dir::Running, n).ok())
+        .filter(|j| j.state.slurm.is_some())
+        .count();
+    let slurm = ctx
+        .config()
+        .is_ok_and(|c| c.executor.value == crate::config::ExecutorKind::Slurm);
+    Ok((slurm || n > 0).then_some(n))
 }

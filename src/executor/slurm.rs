@@ -188,6 +188,13 @@ fn scontrol_fields(line: &str) -> HashMap<&str, &str> {
     m
 }
 
+/// A node list as Slurm prints it, or nothing ("None", "(null)", empty).
+fn node_of(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|n| !n.is_empty() && *n != "None" && *n != "(null)" && *n != "None assigned")
+        .map(String::from)
+}
+
 struct Tracked {
     name: String,
     on_exit: OnExit,
@@ -288,8 +295,9 @@ impl SlurmExecutor {
             .max())
     }
 
-    /// How a job that left `squeue` ended: sacct, else scontrol, else the exit file.
-    fn outcome(&self, id: u64, name: &str) -> Option<Exit> {
+    /// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
+    /// and on which node it ran when Slurm still says.
+    fn outcome(&self, id: u64, name: &str) -> (Option<Exit>, Option<String>) {
         let sacct = slurm(
             "sacct",
             &[
@@ -297,14 +305,16 @@ impl SlurmExecutor {
                 "-X".into(),
                 "-n".into(),
                 "-P".into(),
-                "--format=State,ExitCode".into(),
+                "--format=State,ExitCode,NodeList".into(),
             ],
             None,
         );
         if let Ok(out) = sacct
-            && let Some((state, code)) = out.lines().next().and_then(|l| l.split_once('|'))
+            && let Some(line) = out.lines().next()
         {
-            return map_state(state, code);
+            let mut f = line.split('|');
+            let (state, code) = (f.next().unwrap_or(""), f.next().unwrap_or("0:0"));
+            return (map_state(state, code), node_of(f.next()));
         }
         if let Ok(out) = slurm(
             "scontrol",
@@ -313,18 +323,22 @@ impl SlurmExecutor {
         ) && let Some(line) = out.lines().find(|l| l.starts_with("JobId="))
         {
             let f = scontrol_fields(line);
-            return map_state(
-                f.get("JobState").copied().unwrap_or(""),
-                f.get("ExitCode").copied().unwrap_or("0:0"),
+            return (
+                map_state(
+                    f.get("JobState").copied().unwrap_or(""),
+                    f.get("ExitCode").copied().unwrap_or("0:0"),
+                ),
+                node_of(f.get("NodeList").copied()),
             );
         }
-        match ExitRecord::read(&self.spool, name) {
-            Some(r) if r.slurm_job_id == id => Some(Exit::Code(r.exit_code)),
-            _ => Some(Exit::Cluster {
+        let exit = match ExitRecord::read(&self.spool, name) {
+            Some(r) if r.slurm_job_id == id => Exit::Code(r.exit_code),
+            _ => Exit::Cluster {
                 code: 1,
                 why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
-            }),
-        }
+            },
+        };
+        (Some(exit), None)
     }
 
     /// How many of our jobs are in Slurm now.
@@ -477,8 +491,22 @@ impl Executor for SlurmExecutor {
                 }
                 None => {
                     let name = self.jobs[&id].name.clone();
-                    if let Some(exit) = self.outcome(id, &name) {
+                    let (exit, node) = self.outcome(id, &name);
+                    if let Some(exit) = exit {
                         let t = self.jobs.remove(&id).expect("tracked");
+                        // The worker writes this before it handles the exit event.
+                        if node.is_some() && node != t.slurm.node {
+                            placed.push(Placed {
+                                name: name.clone(),
+                                slurm: SlurmState {
+                                    node,
+                                    ..t.slurm.clone()
+                                },
+                            });
+                        }
+                        // Read already; if we die before the outcome is written, sacct
+                        // or scontrol still know it (and the record keeps the job ID).
+                        let _ = std::fs::remove_file(exit_file(&self.spool, &name));
                         tracing::info!(job = %name, slurm_job_id = id, "the Slurm job ended: {exit:?}");
                         (t.on_exit)(exit);
                     }

@@ -1,0 +1,349 @@
+//! The Slurm executor against a real single-node Slurm (slurmctld, slurmd, munge),
+//! started once for this test binary by tests/slurm/start.sh and stopped at exit. The
+//! tests need root (Slurm's daemons and munge); without it, or without the Debian
+//! packages, they say so and pass without running. They run one at a time: they share
+//! the cluster and count its jobs.
+
+mod support;
+
+use nix::sys::signal::Signal;
+use spack_installer::job::Job;
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use support::{TestSpool, wait_until};
+
+const PACKAGES: &str = "slurmctld slurmd slurm-client munge";
+
+struct Slurm {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+static SLURM: OnceLock<Option<Slurm>> = OnceLock::new();
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/slurm")
+        .join(name)
+}
+
+extern "C" fn stop_slurm() {
+    if let Some(Some(s)) = SLURM.get() {
+        let _ = Command::new(script("stop.sh")).arg(&s.dir).status();
+        let _ = fs::remove_dir_all(&s.dir);
+    }
+}
+
+fn installed() -> bool {
+    ["slurmctld", "slurmd", "sbatch", "munged"]
+        .iter()
+        .all(|b| spack_installer::config::find_on_path(b).is_some())
+}
+
+fn start() -> Option<Slurm> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: the Slurm tests start slurmctld, slurmd and munged and need root");
+        return None;
+    }
+    if !installed() {
+        eprintln!("Slurm is not installed: trying apt-get install {PACKAGES}");
+        let _ = Command::new("apt-get").arg("update").status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(PACKAGES.split(' '))
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        if !installed() {
+            eprintln!("SKIPPED: Slurm could not be installed (apt-get install {PACKAGES})");
+            return None;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("spack-installer-slurm.{}", std::process::id()));
+    let st = Command::new(script("start.sh")).arg(&dir).status().unwrap();
+    // SAFETY: registering a plain extern "C" function; it runs when the harness exits.
+    unsafe { nix::libc::atexit(stop_slurm) };
+    assert!(
+        st.success(),
+        "tests/slurm/start.sh {} failed",
+        dir.display()
+    );
+    Some(Slurm {
+        conf: dir.join("slurm.conf"),
+        dir,
+    })
+}
+
+/// The cluster (started on first use) and the right to use it alone; `None`: skip.
+fn cluster() -> Option<(&'static Slurm, MutexGuard<'static, ()>)> {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SLURM.get_or_init(start).as_ref().map(|s| (s, guard))
+}
+
+/// A spool whose worker sends installs to the cluster.
+fn spool(slurm: &Slurm, slurm_section: &str) -> TestSpool {
+    let mut s = TestSpool::with_config(&format!(
+        "executor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n{slurm_section}"
+    ));
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    s
+}
+
+fn slurm_cmd(slurm: &Slurm, prog: &str, args: &[&str]) -> String {
+    let out = Command::new(prog)
+        .args(args)
+        .env("SLURM_CONF", &slurm.conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The Slurm jobs of a job name that slurmctld knows, finished ones included.
+fn slurm_jobs_named(slurm: &Slurm, name: &str) -> Vec<String> {
+    slurm_cmd(
+        slurm,
+        "squeue",
+        &[
+            "-h",
+            "--states=all",
+            &format!("--name=si-{name}"),
+            "--format=%i",
+        ],
+    )
+    .lines()
+    .map(|l| l.trim().to_string())
+    .collect()
+}
+
+fn record(s: &TestSpool, rel: &str) -> Job {
+    Job::from_toml(&s.read(rel)).unwrap()
+}
+
+fn slurm_id(s: &TestSpool, rel: &str) -> Option<u64> {
+    fs::read_to_string(s.path(rel))
+        .ok()
+        .and_then(|t| Job::from_toml(&t).ok())
+        .and_then(|j| j.state.slurm.and_then(|sl| sl.job_id))
+}
+
+#[test]
+fn a_job_installs_through_slurm_and_a_failure_keeps_spacks_exit_code() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "cpus_per_task = 2\n");
+    let dump = s.dir.path().join("env");
+    fs::create_dir(&dump).unwrap();
+    s.env
+        .push(("SPACK_FAKE_ENVDUMP".into(), dump.display().to_string()));
+    s.env.push(("SPACK_FAKE_FAIL".into(), "broken".into()));
+    s.ok(&["submit", "zlib@1.3 +optimize"]);
+    s.ok(&["submit", "broken"]);
+    s.drain();
+
+    let done = record(&s, "done/000001-zlib.toml");
+    let sl = done.state.slurm.clone().expect("[state.slurm] recorded");
+    let id = sl.job_id.expect("the Slurm job ID is recorded");
+    assert_eq!(sl.partition.as_deref(), Some("debug"));
+    assert!(sl.node.is_some(), "the node is recorded: {sl:?}");
+    // The fake Spack ran inside that Slurm job, with Spack's -j from cpus_per_task.
+    let env = fs::read_to_string(dump.join("zlib.env")).unwrap();
+    assert!(env.contains(&format!("SLURM_JOB_ID={id}\n")), "{env}");
+    assert!(env.contains("SPACK_INSTALLER_JOB="), "{env}");
+    assert_eq!(s.installs()[0][..3], ["install", "-j", "2"]);
+    // The spec is nowhere in what Slurm was given: the batch script names the job only.
+    let batch = slurm_cmd(
+        slurm,
+        "scontrol",
+        &["write", "batch_script", &id.to_string(), "-"],
+    );
+    assert!(batch.contains("exec-job '000001-zlib'"), "{batch}");
+    assert!(
+        !batch.contains("optimize") && !batch.contains("1.3"),
+        "{batch}"
+    );
+    let show = slurm_cmd(slurm, "scontrol", &["show", "job", &id.to_string()]);
+    assert!(!show.contains("optimize"), "{show}");
+    // Output appended to the job's log.
+    let log = s.read("logs/000001-zlib.log");
+    assert!(log.contains("Successfully installed zlib"), "{log}");
+
+    let failed = record(&s, "failed/000002-broken.toml");
+    assert_eq!(failed.state.exit_code, Some(1));
+    let reason = failed.state.reason.unwrap();
+    assert!(reason.contains("spack exited with code 1"), "{reason}");
+    assert!(failed.state.slurm.unwrap().job_id.is_some());
+
+    let out = s.ok(&["show", "1"]);
+    assert!(out.contains(&format!("slurm job {id}")), "{out}");
+}
+
+#[test]
+fn a_chain_of_three_runs_in_order_through_slurm() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "max_jobs = 3\n");
+    s.env.push(("SPACK_FAKE_DELAY".into(), "0.3".into()));
+    s.ok(&["submit", "--chain", "first", "second", "third"]);
+    s.drain();
+    assert_eq!(s.install_order(), ["first", "second", "third"]);
+    // Each started only after the one before had ended (three slots were free).
+    let events = fs::read_to_string(s.dir.path().join("events.log")).unwrap();
+    let at: HashMap<String, u128> = events
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (format!("{} {}", f[0], f[1]), f[3].parse().unwrap())
+        })
+        .collect();
+    assert!(at["end first"] <= at["start second"], "{events}");
+    assert!(at["end second"] <= at["start third"], "{events}");
+    let ids: Vec<u64> = ["first", "second", "third"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| slurm_id(&s, &format!("done/{:06}-{p}.toml", i + 1)).unwrap())
+        .collect();
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+}
+
+#[test]
+fn cancel_scancels_the_slurm_job_and_leaves_no_process() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "slow=120".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "slow"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-slow", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-slow.toml").expect("job ID recorded");
+    let listed = slurm_cmd(slurm, "squeue", &["-h", "--format=%i"]);
+    assert!(listed.lines().any(|l| l.trim() == id.to_string()));
+
+    let out = s.ok(&["cancel", "1"]);
+    assert!(out.contains("cancel"), "{out}");
+    wait_until("the job in cancelled/", Duration::from_secs(30), || {
+        s.where_is("000001-slow").as_deref() == Some("cancelled")
+    });
+    let listed = slurm_cmd(slurm, "squeue", &["-h", "--format=%i"]);
+    assert!(
+        !listed.lines().any(|l| l.trim() == id.to_string()),
+        "Slurm job {id} still queued: {listed}"
+    );
+    wait_until(
+        "no process of the job left",
+        Duration::from_secs(15),
+        || support::processes_with(&marker).is_empty(),
+    );
+    let rec = record(&s, "cancelled/000001-slow.toml");
+    assert!(
+        rec.state
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("cancelled by"),
+        "{rec:?}"
+    );
+}
+
+#[test]
+fn a_worker_killed_while_slurm_runs_reattaches_without_a_second_sbatch() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "max_jobs = 2\n");
+    s.env
+        .push(("SPACK_FAKE_DELAYS".into(), "alpha=4,beta=4".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "alpha", "beta"]);
+    let events = s.dir.path().join("events.log");
+    wait_until(
+        "both installs started in Slurm",
+        Duration::from_secs(20),
+        || {
+            fs::read_to_string(&events).is_ok_and(|e| e.matches("start ").count() == 2)
+                && slurm_id(&s, "running/000001-alpha.toml").is_some()
+                && slurm_id(&s, "running/000002-beta.toml").is_some()
+        },
+    );
+    let alpha = slurm_id(&s, "running/000001-alpha.toml").unwrap();
+    let beta = slurm_id(&s, "running/000002-beta.toml").unwrap();
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    // And the worst moment for beta: sbatch had returned, its ID was never written.
+    let path = s.path("running/000002-beta.toml");
+    let text = fs::read_to_string(&path).unwrap();
+    fs::write(&path, text.replace(&format!("job_id = {beta}\n"), "")).unwrap();
+    assert_eq!(slurm_id(&s, "running/000002-beta.toml"), None);
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(s.where_is("000001-alpha").as_deref(), Some("done"), "{log}");
+    assert_eq!(s.where_is("000002-beta").as_deref(), Some("done"), "{log}");
+    assert_eq!(slurm_id(&s, "done/000001-alpha.toml"), Some(alpha));
+    assert_eq!(slurm_id(&s, "done/000002-beta.toml"), Some(beta), "{log}");
+    // One Slurm job each, one Spack run each, the same attempt.
+    assert_eq!(slurm_jobs_named(slurm, "000001-alpha"), [alpha.to_string()]);
+    assert_eq!(slurm_jobs_named(slurm, "000002-beta"), [beta.to_string()]);
+    let mut ran = s.install_order();
+    ran.sort();
+    assert_eq!(ran, ["alpha", "beta"], "each Spack ran once");
+    assert_eq!(record(&s, "done/000001-alpha.toml").state.attempts, 1);
+    assert!(log.contains("re-attach"), "{log}");
+}
+
+#[test]
+fn max_jobs_is_never_exceeded() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "max_jobs = 2\n");
+    s.env.push(("SPACK_FAKE_DELAY".into(), "0.5".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "p1", "p2", "p3", "p4", "p5"]);
+    // Sample Slurm's queue and running/ while the queue drains.
+    let mut most_in_slurm = 0;
+    wait_until("all five done", Duration::from_secs(60), || {
+        let ours = slurm_cmd(slurm, "squeue", &["-h", "--format=%j"])
+            .lines()
+            .filter(|l| l.starts_with("si-"))
+            .count();
+        most_in_slurm = most_in_slurm.max(ours);
+        assert!(ours <= 2, "{ours} of our jobs in Slurm at once");
+        assert!(s.ls("running").len() <= 2);
+        s.ls("done").len() == 5
+    });
+    // The installs themselves never overlapped by more than two.
+    let events = fs::read_to_string(s.dir.path().join("events.log")).unwrap();
+    let mut marks: Vec<(u128, i32)> = events
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[3].parse().unwrap(), if f[0] == "start" { 1 } else { -1 })
+        })
+        .collect();
+    marks.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in marks {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(most <= 2, "{most} installs at once:\n{events}");
+    assert!(most_in_slurm >= 1);
+    let info = s.ok(&["worker", "info"]);
+    assert!(info.contains("in Slurm"), "{info}");
+}
