@@ -186,6 +186,19 @@ fn a_job_installs_through_slurm_and_a_failure_keeps_spacks_exit_code() {
 
     let out = s.ok(&["show", "1"]);
     assert!(out.contains(&format!("slurm job {id}")), "{out}");
+
+    // config-check asks Slurm about the partition.
+    let out = s.run(&["config-check"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("slurm: partition debug"), "{text}");
+    let typo = TestSpool::with_config("executor = \"slurm\"\n[slurm]\npartition = \"nosuch\"\n");
+    let mut cmd = typo.command(&["config-check"]);
+    let out = cmd.env("SLURM_CONF", &slurm.conf).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("nosuch"), "{text}");
 }
 
 #[test]

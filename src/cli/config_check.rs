@@ -59,6 +59,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(w) = layout::network_fs_warning(ctx.spool.root()) {
         problems.push(w);
     }
+    if cfg.executor.value == crate::config::ExecutorKind::Slurm {
+        crate::executor::slurm::check(&cfg.slurm.value, &mut notes, &mut problems);
+    }
     let worker = WorkerStatus::read(&ctx.spool);
     match worker.as_ref().map(|w| (w, w.liveness(Timestamp::now(), cfg.max_heartbeat_age.value))) {
         None => notes.push("worker: has never run on this spool".into()),

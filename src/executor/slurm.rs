@@ -525,6 +525,34 @@ impl Executor for SlurmExecutor {
     }
 }
 
+/// For `config-check`: the Slurm commands the worker runs exist, and Slurm knows the
+/// partition (`sinfo -p`).
+pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<String>) {
+    for prog in ["sbatch", "squeue", "scancel", "scontrol", "sinfo"] {
+        if crate::config::find_on_path(prog).is_none() {
+            problems.push(format!(
+                "slurm: `{prog}` is not on PATH; install the Slurm client commands (Debian: slurm-client)"
+            ));
+        }
+    }
+    let mut args = vec!["-h".to_string(), "--format=%P %a %D".to_string()];
+    if let Some(p) = &cfg.partition {
+        args.push(format!("--partition={p}"));
+    }
+    match slurm("sinfo", &args, None) {
+        Ok(out) if out.trim().is_empty() => problems.push(format!(
+            "slurm: sinfo knows no partition {}; set slurm.partition to one `sinfo -s` lists",
+            cfg.partition.as_deref().unwrap_or("(the default)")
+        )),
+        Ok(out) => notes.push(format!(
+            "slurm: partition {}; jobs go to Slurm, at most {} at once",
+            out.lines().next().unwrap_or("").trim(),
+            cfg.max_jobs
+        )),
+        Err(e) => problems.push(format!("slurm: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
