@@ -465,6 +465,28 @@ mod tests {
     }
 
     #[test]
+    fn the_slurm_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "executor = \"slurm\"\n[slurm]\npartition = \"build\"\ncpus_per_task = 8\ntime_limit = \"2h\"\nextra_args = [\"--constraint=avx2\"]\n",
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(&f), |_| None).unwrap();
+        assert_eq!(c.executor.value, ExecutorKind::Slurm);
+        assert_eq!(c.slurm.value.partition.as_deref(), Some("build"));
+        assert_eq!(c.slurm.value.time_limit, Duration::from_secs(7200));
+        assert_eq!(c.slurm.value.max_jobs, 10);
+        assert_eq!(c.spack_jobs(), Some(8));
+        std::fs::write(&f, "[slurm]\nmax_jobs = 0\n").unwrap();
+        assert!(Config::load_with_env(Some(&f), |_| None).is_err());
+        std::fs::write(&f, "[slurm]\nparition = \"x\"\n").unwrap();
+        assert!(Config::load_with_env(Some(&f), |_| None).is_err());
+        assert_eq!(Config::default().spack_jobs(), None);
+    }
+
+    #[test]
     fn spack_root_from_setup_script() {
         assert_eq!(
             spack_root_of(Path::new("/opt/spack/share/spack/setup-env.sh")),
