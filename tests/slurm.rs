@@ -256,6 +256,12 @@ fn cancel_scancels_the_slurm_job_and_leaves_no_process() {
     let id = slurm_id(&s, "running/000001-slow.toml").expect("job ID recorded");
     let listed = slurm_cmd(slurm, "squeue", &["-h", "--format=%i"]);
     assert!(listed.lines().any(|l| l.trim() == id.to_string()));
+    wait_until("status shows the node", Duration::from_secs(10), || {
+        s.ok(&["status"])
+            .contains(&format!("slurm job {id} (partition debug, node "))
+    });
+    let info = s.ok(&["worker", "info"]);
+    assert!(info.contains("in Slurm:    1 job"), "{info}");
 
     let out = s.ok(&["cancel", "1"]);
     assert!(out.contains("cancel"), "{out}");
