@@ -19,6 +19,7 @@ pub mod error;
 pub mod executor;
 pub mod identity;
 pub mod job;
+pub mod logging;
 pub mod queue;
 pub mod scheduler;
 pub mod spool;

@@ -3,8 +3,6 @@
 
 use clap::Parser;
 use spack_installer::cli::{self, Cli};
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
 
 fn main() {
     let cli = Cli::parse();
@@ -19,7 +17,7 @@ fn main() {
             );
         }
     }
-    init_logging();
+    spack_installer::logging::init(cli.config.as_deref());
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -28,18 +26,4 @@ fn main() {
         }
     };
     std::process::exit(code);
-}
-
-/// Logs go to stderr. On a terminal: human format with times. Under systemd (stderr is
-/// the journal) or in a pipe: no timestamps and no colour, since the journal adds its own.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.without_time().with_ansi(false).init();
-    }
 }

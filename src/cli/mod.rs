@@ -5,11 +5,13 @@
 pub mod auth;
 pub mod cancel;
 pub mod cleanup;
+pub mod completions;
 pub mod config_check;
 pub mod exec_job;
 pub mod failed;
 pub mod init;
 pub mod logs;
+pub mod man;
 pub mod output;
 pub mod pause;
 pub mod plan;
@@ -95,6 +97,10 @@ pub enum Command {
     /// Run one running job's Spack (what the Slurm batch script runs; not for people).
     #[command(hide = true)]
     ExecJob(exec_job::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
+    /// Print the manual page, or write one per command into a directory.
+    Man(man::Args),
 }
 
 /// What every command gets.
@@ -133,5 +139,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::ConfigCheck(a) => config_check::run(&ctx, a),
         Command::Worker(c) => worker::run(&ctx, c),
         Command::ExecJob(a) => exec_job::run(&ctx, a),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }

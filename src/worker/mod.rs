@@ -8,6 +8,7 @@
 //! `recv_timeout` until the next event or deadline: no polling on the hot path. It must
 //! never start an install from another thread (see `executor::local` on PDEATHSIG).
 
+pub mod notify;
 pub mod recovery;
 pub mod signals;
 pub mod watch;
@@ -97,7 +98,7 @@ pub struct Worker {
     tx: Sender<Event>,
     rx: Receiver<Event>,
     _lock: WorkerLock,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<::notify::RecommendedWatcher>,
     pending: BTreeMap<JobId, Job>,
     /// mtime of each pending file as loaded, to notice hand edits on rescan.
     pending_mtime: HashMap<JobId, i64>,
@@ -240,6 +241,7 @@ impl Worker {
     pub fn run(mut self) -> Result<()> {
         self.intake_scan(Some(SETTLE));
         self.write_status(self.current_state());
+        notify::ready();
         loop {
             self.schedule();
             if self.should_exit() {
@@ -295,7 +297,9 @@ impl Worker {
                 self.intake(names);
             }
             self.enforce_deadlines();
-            if now >= self.last_heartbeat + self.cfg.heartbeat_interval.value {
+            if now
+                >= self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value)
+            {
                 self.write_status(self.current_state());
             }
         }
@@ -333,7 +337,7 @@ impl Worker {
 
     fn next_wakeup(&self) -> Instant {
         let mut t = self.last_rescan + self.cfg.check_interval.value;
-        t = t.min(self.last_heartbeat + self.cfg.heartbeat_interval.value);
+        t = t.min(self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value));
         if let Some(b) = self.backoff_until {
             t = t.min(b);
         }
@@ -1302,6 +1306,9 @@ impl Worker {
         ) {
             tracing::debug!("status not written: {e}");
         }
+        let running: Vec<JobName> = self.running.values().map(|r| r.job.name()).collect();
+        let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
+        notify::heartbeat(&self.spool, state, &running, every);
     }
 }
 
