@@ -30,8 +30,8 @@ fn unit() -> String {
 /// The value of `Key=` in the unit (the last one, as systemd reads single-valued keys).
 fn unit_value(unit: &str, key: &str) -> String {
     unit.lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("the unit sets no {key}="))
         .to_string()
 }
