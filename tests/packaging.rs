@@ -7,7 +7,7 @@
 mod support;
 
 use clap::CommandFactory;
-use spack_installer::spool::{Dir, ROOT_MODE};
+use spack_installer::spool::{COUNTER_FILE, Dir, FILE_MODE, LOCK_FILE, LOCK_MODE, ROOT_MODE};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -185,7 +185,6 @@ fn sysusers_and_tmpfiles_make_the_spool_of_spool_layout() {
     let spool = r.join("var/spool/spack-installer");
     let check = |p: &Path, mode: u32| {
         let m = fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert!(m.is_dir(), "{}", p.display());
         assert_eq!(m.mode() & 0o7777, mode, "mode of {}", p.display());
         assert_eq!((m.uid(), m.gid()), (uid, gid), "owner of {}", p.display());
     };
@@ -193,7 +192,27 @@ fn sysusers_and_tmpfiles_make_the_spool_of_spool_layout() {
     for d in Dir::ALL {
         check(&spool.join(d.name()), d.mode());
     }
-    assert_eq!(fs::read_dir(&spool).unwrap().count(), Dir::ALL.len());
+    for d in Dir::ALL {
+        assert!(spool.join(d.name()).is_dir());
+    }
+    check(&spool.join(COUNTER_FILE), FILE_MODE);
+    check(&spool.join(LOCK_FILE), LOCK_MODE);
+    let counter = fs::read_to_string(spool.join(COUNTER_FILE)).unwrap();
+    assert_eq!(counter.trim(), "1");
+    assert_eq!(fs::read_dir(&spool).unwrap().count(), Dir::ALL.len() + 2);
+
+    // Applied again (every boot does), it changes nothing in a spool in use.
+    fs::write(spool.join(COUNTER_FILE), "42\n").unwrap();
+    run_ok(
+        Command::new("systemd-tmpfiles")
+            .arg(format!("--root={}", r.display()))
+            .arg("--create")
+            .arg(packaging("systemd/spack-installer.tmpfiles")),
+    );
+    assert_eq!(
+        fs::read_to_string(spool.join(COUNTER_FILE)).unwrap(),
+        "42\n"
+    );
 }
 
 /// `systemd-analyze verify` accepts the unit. It insists that ExecStart= exists, so the
