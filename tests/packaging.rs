@@ -238,7 +238,11 @@ fn the_unit_verifies() {
 fn command_names() -> BTreeSet<String> {
     fn walk(c: &clap::Command, prefix: &str, out: &mut BTreeSet<String>) {
         out.insert(prefix.to_string());
-        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+        // Hidden commands (exec-job, run by Slurm batch scripts) get no page.
+        for sub in c
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+        {
             walk(sub, &format!("{prefix}-{}", sub.get_name()), out);
         }
     }
