@@ -76,29 +76,61 @@ impl Receipt {
 /// `incoming/` entries to take now, and whether some were left to settle. With `settle`,
 /// a regular file modified within that time is left for its close-after-write event or a
 /// later scan (a `cp` may still be writing it); other kinds of entry are taken at once,
-/// to be rejected.
+/// to be rejected. A directory the worker may not write is left out: rename(2) of a
+/// directory into another one needs write permission on the directory itself, so it
+/// cannot be claimed, and retrying it on every scan would hold up every file behind it.
+/// Root has to remove it.
 pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String>, bool)> {
     let mut names = super::store::list_incoming(spool)?;
-    let all = names.len();
-    if let Some(settle) = settle {
-        let now = std::time::SystemTime::now();
-        let dir = spool.dir(Dir::Incoming);
-        names.retain(|n| match std::fs::symlink_metadata(dir.join(n)) {
-            Ok(m) if m.is_file() => m
-                .modified()
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age >= settle),
-            Ok(_) => true,
-            Err(_) => false,
-        });
-    }
-    let unsettled = names.len() < all;
+    let now = std::time::SystemTime::now();
+    let dir = spool.dir(Dir::Incoming);
+    let mut unsettled = false;
+    names.retain(|n| match std::fs::symlink_metadata(dir.join(n)) {
+        Ok(m) if m.is_file() => {
+            let settled = settle.is_none_or(|settle| {
+                m.modified()
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= settle)
+            });
+            unsettled |= !settled;
+            settled
+        }
+        Ok(m) if m.is_dir() => {
+            let movable = nix::unistd::access(&dir.join(n), nix::unistd::AccessFlags::W_OK).is_ok();
+            if !movable {
+                tracing::warn!(
+                    "{}: a directory of {} that the worker may not write, so it cannot take it; remove it as root",
+                    dir.join(n).display(),
+                    crate::identity::user_name(std::os::unix::fs::MetadataExt::uid(&m))
+                );
+            }
+            movable
+        }
+        Ok(_) => true,
+        Err(_) => false,
+    });
     Ok((names, unsettled))
 }
 
+/// The longest file name the kernel takes (NAME_MAX on every local Linux file system).
+const NAME_MAX: usize = 255;
+
+/// `prefix` + `ticket`, the ticket cut so the whole is a legal file name. A member may
+/// name a file in `incoming/` with up to 255 bytes; its claim name would be longer, the
+/// claim's rename would fail with ENAMETOOLONG on every scan, and the files behind it
+/// would wait forever. Cutting is idempotent, so recovery, which reads the ticket back
+/// from the claim name, arrives at the same claim.
+fn fit_name(prefix: String, ticket: &str) -> String {
+    let mut end = ticket.len().min(NAME_MAX.saturating_sub(prefix.len()));
+    while !ticket.is_char_boundary(end) {
+        end -= 1;
+    }
+    prefix + &ticket[..end]
+}
+
 pub fn claim_name(id: JobId, ticket: &str) -> String {
-    format!("{CLAIM_PREFIX}{id}.{ticket}")
+    fit_name(format!("{CLAIM_PREFIX}{id}."), ticket)
 }
 
 /// `claim.NNNNNN.TICKET` → (ID, ticket).
@@ -112,7 +144,7 @@ pub fn parse_claim_name(name: &str) -> Option<(JobId, String)> {
 }
 
 pub fn request_claim_name(ticket: &str) -> String {
-    format!("{REQUEST_CLAIM_PREFIX}{ticket}")
+    fit_name(REQUEST_CLAIM_PREFIX.to_string(), ticket)
 }
 
 /// A claimed file's content and its author, or why it cannot be taken.
@@ -366,5 +398,27 @@ pub fn remove_claim(path: &Path) -> Result<()> {
         Ok(_) => std::fs::remove_file(path).at("remove", path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(crate::Error::io("stat", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_names_fit_name_max_and_read_back_to_the_same_claim() {
+        let long = format!("a{}.toml", "é".repeat(120));
+        for ticket in ["t1.2.3.toml", long.as_str()] {
+            let name = claim_name(JobId(1234567), ticket);
+            assert!(name.len() <= NAME_MAX, "{}", name.len());
+            let (id, back) = parse_claim_name(&name).unwrap();
+            assert_eq!(id, JobId(1234567));
+            assert_eq!(claim_name(id, &back), name);
+            let req = request_claim_name(ticket);
+            assert!(req.len() <= NAME_MAX);
+            let back = req.strip_prefix(REQUEST_CLAIM_PREFIX).unwrap();
+            assert_eq!(request_claim_name(back), req);
+        }
+        assert_eq!(claim_name(JobId(42), "t1.toml"), "claim.000042.t1.toml");
     }
 }

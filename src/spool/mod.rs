@@ -89,7 +89,9 @@ impl Dir {
     pub fn mode(self) -> u32 {
         match self {
             Dir::Incoming => 0o3770,
-            Dir::Tmp => 0o700,
+            // setgid: files are written here and renamed into the group-readable state
+            // directories, so they must get the spool's group, not the worker's own.
+            Dir::Tmp => 0o2700,
             _ => 0o2750,
         }
     }

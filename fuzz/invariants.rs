@@ -1,0 +1,172 @@
+//! What must hold for every input the job-file parsers accept, whatever the bytes. Shared
+//! by the cargo-fuzz target (`fuzz/fuzz_targets/jobfile.rs`, nightly) and the proptest
+//! run on stable (`tests/fuzz_jobfile.rs`), so both check the same promises:
+//!
+//! - no parser panics, on any bytes;
+//! - an accepted spec is one printable-ASCII argument of at most 1024 bytes that does not
+//!   start with `-` (Spack would read an option) or a space, and starts with a package name;
+//! - every package name that can reach a file name (the spec's package, `dependencies`)
+//!   is `[a-z0-9][a-z0-9_-]*`, at most 64 bytes, so it survives `sanitize_package`
+//!   unchanged and a job file name can never hold `/`, `..` or a leading `-`/`.`;
+//! - durations are within 1 second and 30 days, notes and reasons carry no control
+//!   characters (beyond newline and tab in a note), IDs are positive;
+//! - the canonical record the worker writes from an accepted file reads back equal.
+
+#![allow(dead_code)]
+
+use spack_installer::job::id::sanitize_package;
+use spack_installer::job::{
+    Body, Job, JobFile, JobId, JobName, MAX_DURATION, MAX_NOTE_LEN, Meta, Request, RequestFile,
+    State, StateInfo, Submission,
+};
+use spack_installer::time::Timestamp;
+use std::time::Duration;
+
+const MAX_SPEC_LEN: usize = 1024;
+const MAX_PACKAGE_LEN: usize = 64;
+
+fn is_package_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_PACKAGE_LEN
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// A file name made from this package is one plain name inside its directory.
+fn safe_file_name(name: &str) {
+    assert!(!name.contains('/'), "file name {name:?} has a slash");
+    assert!(!name.contains(".."), "file name {name:?} has `..`");
+    assert!(
+        !name.starts_with('.') && !name.starts_with('-'),
+        "file name {name:?}"
+    );
+    assert!(name.len() < 255, "file name {name:?} is too long");
+}
+
+fn duration_ok(what: &str, d: Option<Duration>) {
+    if let Some(d) = d {
+        assert!(
+            d >= Duration::from_secs(1) && d <= MAX_DURATION,
+            "{what} = {d:?} out of range"
+        );
+    }
+}
+
+/// Everything an accepted submission must satisfy.
+pub fn check_submission(s: &Submission) {
+    let spec = s.spec.as_str();
+    assert!(
+        !spec.is_empty() && spec.len() <= MAX_SPEC_LEN,
+        "spec length: {spec:?}"
+    );
+    assert!(!spec.starts_with('-'), "spec starts with `-`: {spec:?}");
+    assert!(
+        !spec.starts_with(' ') && !spec.ends_with(' '),
+        "spec has outer spaces: {spec:?}"
+    );
+    assert!(
+        spec.chars().all(|c| (' '..='~').contains(&c)),
+        "spec has a control or non-ASCII character: {spec:?}"
+    );
+    let package = s.spec.package();
+    assert!(is_package_name(package), "package {package:?} of {spec:?}");
+    assert!(
+        spec.starts_with(package) || spec.contains(&format!(".{package}")),
+        "package {package:?} does not lead {spec:?}"
+    );
+    assert_eq!(sanitize_package(package), package, "package not sanitised");
+    for id in [1, 42, 999_999, 1_234_567] {
+        let name = JobName::new(JobId(id), package);
+        assert_eq!(name.package, package);
+        safe_file_name(&name.file_name());
+        safe_file_name(&name.log_name());
+    }
+    for d in &s.dependencies {
+        assert!(is_package_name(d), "dependency {d:?}");
+        assert_ne!(d, package, "a job depends on itself");
+    }
+    for a in &s.after {
+        assert!(a.0 > 0, "after = {a:?}");
+    }
+    if let Some(r) = s.retry_of {
+        assert!(r.0 > 0, "retry_of = {r:?}");
+    }
+    duration_ok("estimated_time", s.estimated_time);
+    duration_ok("timeout", s.timeout);
+    if let Some(n) = &s.note {
+        assert!(n.len() <= MAX_NOTE_LEN, "note too long");
+        assert!(
+            !n.chars().any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "note has control characters: {n:?}"
+        );
+    }
+}
+
+/// The record the worker writes for an accepted submission reads back as the same job.
+pub fn check_record_round_trip(s: &Submission) {
+    let job = Job {
+        meta: Meta {
+            id: JobId(42),
+            name: JobName::new(JobId(42), s.spec.package()).to_string(),
+            package: s.spec.package().to_string(),
+            owner_uid: 1001,
+            owner: "alice".into(),
+            submitted_at: Timestamp(1_700_000_000),
+            ticket: "t1.2.3.toml".into(),
+        },
+        state: StateInfo::new(State::Pending, Timestamp(1_700_000_001)),
+        body: Body::Valid(s.clone()),
+    };
+    let text = job.to_toml();
+    let back = Job::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, job, "record does not round-trip:\n{text}");
+    // A record is not a submission: the worker-only sections are refused at intake.
+    assert!(
+        JobFile::parse_and_validate(&text).is_err(),
+        "a file with [job] and [state] was accepted as a submission:\n{text}"
+    );
+}
+
+pub fn check_request(r: &Request) {
+    match r {
+        Request::Cancel(id) | Request::Priority(id, _) => assert!(id.0 > 0, "job = {id:?}"),
+        Request::Pause(Some(reason)) => {
+            assert!(reason.len() <= MAX_NOTE_LEN, "reason too long");
+            assert!(
+                !reason.chars().any(char::is_control),
+                "reason has control characters: {reason:?}"
+            );
+        }
+        Request::Pause(None) | Request::Resume => {}
+    }
+}
+
+/// Throw `text` at every parser the worker runs on files from `incoming/` or the state
+/// directories, and check what they accept.
+pub fn check_text(text: &str) {
+    if let Ok(s) = JobFile::parse_and_validate(text) {
+        check_submission(&s);
+        check_record_round_trip(&s);
+    }
+    if let Ok(r) = RequestFile::parse_and_validate(text) {
+        check_request(&r);
+    }
+    if let Ok(job) = Job::from_toml(text) {
+        // A record names its files by ID and sanitised package, never by its text.
+        safe_file_name(&job.name().file_name());
+        safe_file_name(&job.name().log_name());
+        if let Body::Valid(s) = &job.body {
+            check_submission(s);
+        }
+    }
+}
+
+/// Raw bytes, as the worker gets them: it refuses anything that is not UTF-8.
+pub fn check_bytes(bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        check_text(text);
+    }
+    // The lossy form is what a rejected record keeps; it must not trip a parser either.
+    check_text(&String::from_utf8_lossy(bytes));
+}

@@ -1,0 +1,580 @@
+//! Multi-user security with real users, real permissions and the real binary: the kernel
+//! decides who may write what, and the worker trusts nothing it reads. Each test builds a
+//! spool with `init --group swinstaller --owner sitest-spack` as root, runs the worker as
+//! the service user, and acts as `alice` and `bob` (members) and `mallory` (outsider)
+//! through `setpriv`. They need root; without it each says it is skipped and why.
+//! SECURITY.md lists every attack here and the test that shows it fails.
+
+#[path = "security/site.rs"]
+mod site;
+
+use site::{GROUP, SERVICE, Site, mode, root_or_skip, users, wait_until};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The receipt for `ticket` says `outcome` and its message contains `why`.
+fn assert_receipt(s: &Site, ticket: &str, outcome: &str, why: &str) -> String {
+    let r = s.receipt(ticket);
+    let msg = r["message"].as_str().unwrap().to_string();
+    assert_eq!(r["outcome"].as_str(), Some(outcome), "{ticket}: {msg}");
+    assert!(msg.contains(why), "{ticket}: expected {why:?} in {msg:?}");
+    msg
+}
+
+/// The record a receipt names, read from its state directory.
+fn record_of(s: &Site, ticket: &str) -> (String, String) {
+    let r = s.receipt(ticket);
+    let job = r["job"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{ticket}: {r:?}"));
+    for d in ["pending", "running", "done", "failed", "cancelled"] {
+        let p = s.path(d).join(format!("{job}.toml"));
+        if let Ok(t) = fs::read_to_string(&p) {
+            return (d.to_string(), t);
+        }
+    }
+    panic!("no record for {job}");
+}
+
+#[test]
+fn init_sets_owners_and_modes_and_repairs_drift() {
+    if !root_or_skip("init_sets_owners_and_modes_and_repairs_drift") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    let expect = [
+        ("", 0o2750),
+        ("incoming", 0o3770),
+        ("pending", 0o2750),
+        ("running", 0o2750),
+        ("done", 0o2750),
+        ("failed", 0o2750),
+        ("cancelled", 0o2750),
+        ("logs", 0o2750),
+        ("receipts", 0o2750),
+        ("tmp", 0o2700),
+        ("worker.lock", 0o600),
+        ("counter", 0o640),
+    ];
+    let check = |when: &str| {
+        for (rel, m) in expect {
+            let p = s.path(rel);
+            let meta = fs::symlink_metadata(&p).unwrap();
+            assert_eq!(mode(&p), m, "{when}: mode of {}", p.display());
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (u.spack.uid, u.group_gid),
+                "{when}: owner of {}",
+                p.display()
+            );
+        }
+    };
+    check("after init");
+    // Drift: modes opened up, a directory and the lock handed to someone else.
+    fs::set_permissions(
+        s.path("incoming"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    fs::set_permissions(
+        s.path("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    fs::set_permissions(
+        s.path(""),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    nix::unistd::chown(
+        &s.path("pending"),
+        Some(nix::unistd::Uid::from_raw(u.bob.uid)),
+        Some(nix::unistd::Gid::from_raw(u.bob.gid)),
+    )
+    .unwrap();
+    nix::unistd::chown(
+        &s.path("worker.lock"),
+        Some(nix::unistd::Uid::from_raw(u.bob.uid)),
+        None,
+    )
+    .unwrap();
+    let spool = spack_installer::spool::Spool::new(&s.root);
+    let drift = spack_installer::spool::layout::check(&spool);
+    let drift: Vec<String> = drift.into_iter().map(|d| d.0).collect();
+    for what in ["incoming", "tmp", "pending", "worker.lock"] {
+        assert!(
+            drift.iter().any(|d| d.contains(what)),
+            "check misses {what}: {drift:?}"
+        );
+    }
+    let out = s.root_cli(&["init", "--group", GROUP, "--owner", SERVICE]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(said.contains("mode 0777 → 3770"), "{said}");
+    check("after repair");
+    assert!(spack_installer::spool::layout::check(&spool).is_empty());
+    // Only root may give a spool to another user.
+    let out = s.cli(&u.alice, &["init", "--owner", SERVICE]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
+
+#[test]
+fn members_submit_and_see_the_queue_and_outsiders_see_nothing() {
+    if !root_or_skip("members_submit_and_see_the_queue_and_outsiders_see_nothing") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    let ta = s.submit(&u.alice, &["zlib@1.3"]);
+    let tb = s.submit(&u.bob, &["hdf5 +mpi"]);
+    // The CLI's files: the member's own, the spool's group (setgid), readable by the
+    // worker through the group, writable by nobody else.
+    for (t, who) in [(&ta, &u.alice), (&tb, &u.bob)] {
+        let m = fs::metadata(s.path("incoming").join(t)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (who.uid, u.group_gid), "{t}");
+        assert_eq!(m.mode() & 0o777, 0o640, "{t}");
+    }
+    for who in [&u.alice, &u.bob] {
+        let out = s.cli(who, &["status"]);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            said.contains("zlib@1.3") && said.contains("hdf5 +mpi"),
+            "{}: {said}",
+            who.name
+        );
+        s.sh_ok(who, "ls \"$S\" \"$S/incoming\" \"$S/pending\" \"$S/logs\"");
+    }
+    // mallory: no submit, no status, no ls, no cat.
+    let out = s.cli(&u.mallory, &["submit", "zlib"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Permission denied") && err.contains(&*s.path("incoming").to_string_lossy()),
+        "{err}"
+    );
+    let out = s.cli(&u.mallory, &["status"]);
+    assert!(!out.status.success(), "mallory saw the queue");
+    s.sh_denied(&u.mallory, "ls \"$S\"");
+    s.sh_denied(&u.mallory, "ls \"$S/incoming\"");
+    s.sh_denied(&u.mallory, "cat \"$S/counter\"");
+    s.sh_denied(
+        &u.mallory,
+        "echo 'spec = \"zlib\"' > \"$S/incoming/m.toml\"",
+    );
+    s.drain();
+    assert_eq!(s.ls("done"), vec!["000001-zlib.toml", "000002-hdf5.toml"]);
+    let (_, a) = record_of(&s, &ta);
+    let (_, b) = record_of(&s, &tb);
+    assert!(a.contains("owner = \"alice\""), "{a}");
+    assert!(b.contains("owner = \"bob\""), "{b}");
+    s.sh_denied(&u.mallory, "cat \"$S/done/000001-zlib.toml\"");
+    s.sh_denied(&u.mallory, "cat \"$S/logs/000001-zlib.log\"");
+    // Members read the logs; nobody but the worker writes them.
+    s.sh_ok(&u.bob, "cat \"$S/logs/000001-zlib.log\" > /dev/null");
+    s.sh_denied(&u.alice, "echo x >> \"$S/logs/000001-zlib.log\"");
+}
+
+#[test]
+fn bob_cannot_cancel_move_delete_or_edit_alices_job_at_any_stage() {
+    if !root_or_skip("bob_cannot_cancel_move_delete_or_edit_alices_job_at_any_stage") {
+        return;
+    }
+    let u = users();
+    let mut s = Site::new("kill_grace = \"2s\"\n");
+    let spec = "zlib@1.3 +optimize";
+
+    // incoming/: the sticky bit keeps bob off alice's file.
+    let t = s.submit(&u.alice, &[spec]);
+    let f = format!("\"$S/incoming/{t}\"");
+    s.sh_denied(&u.bob, &format!("mv {f} \"$S/incoming/mine.toml\""));
+    s.sh_denied(&u.bob, &format!("rm -f {f}"));
+    s.sh_denied(&u.bob, &format!("echo 'spec = \"evil\"' > {f}"));
+    s.sh_denied(&u.bob, &format!("echo 'note = \"x\"' >> {f}"));
+    s.sh_denied(&u.bob, &format!("chmod 666 {f}"));
+    s.sh_ok(
+        &u.bob,
+        "echo 'spec = \"evil\"' > \"$S/incoming/.bob\" && chmod 640 \"$S/incoming/.bob\"",
+    );
+    s.sh_denied(&u.bob, &format!("mv -f \"$S/incoming/.bob\" {f}"));
+    s.sh_ok(&u.bob, "rm \"$S/incoming/.bob\"");
+    // protected_hardlinks (on by default) refuses a link to a file bob cannot write.
+    if fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1") {
+        s.sh_denied(&u.bob, &format!("ln {f} \"$S/incoming/link.toml\""));
+    }
+
+    // pending/: the worker's alone. Hold the queue so the job stays there.
+    s.pause();
+    s.drain();
+    assert_eq!(s.ls("pending"), vec!["000001-zlib.toml"]);
+    let p = "\"$S/pending/000001-zlib.toml\"";
+    s.sh_ok(&u.bob, &format!("cat {p} > /dev/null"));
+    s.sh_denied(&u.bob, &format!("mv {p} \"$S/pending/000001-x.toml\""));
+    s.sh_denied(&u.bob, &format!("rm -f {p}"));
+    s.sh_denied(&u.bob, &format!("echo 'spec = \"evil\"' >> {p}"));
+    s.sh_denied(&u.bob, "touch \"$S/pending/000002-evil.toml\"");
+    s.sh_denied(&u.bob, "touch \"$S/tmp/x\"");
+    // Requests by hand, as spool-layout.md describes them.
+    s.drop_as(
+        &u.bob,
+        "bob1.request.toml",
+        "request = \"cancel\"\njob = 1\n",
+    );
+    s.drop_as(
+        &u.bob,
+        "bob2.request.toml",
+        "request = \"priority\"\njob = \"000001-zlib\"\npriority = \"low\"\n",
+    );
+    s.drop_as(&u.bob, "bob3.request.toml", "request = \"resume\"\n");
+    s.drain();
+    assert_receipt(&s, "bob1.request.toml", "not-permitted", "belongs to alice");
+    assert_receipt(&s, "bob2.request.toml", "not-permitted", "belongs to alice");
+    assert_receipt(&s, "bob3.request.toml", "not-permitted", "not an admin");
+    assert_eq!(s.ls("pending"), vec!["000001-zlib.toml"]);
+    assert!(s.path("paused").exists(), "bob resumed the queue");
+    assert!(
+        !s.read("pending/000001-zlib.toml")
+            .contains("priority = \"low\"")
+    );
+
+    // running/: a long install; bob's cancel is refused, alice's own is honoured.
+    s.unpause();
+    s.worker_env
+        .push(("SPACK_FAKE_DELAYS".into(), "zlib=120".into()));
+    let w = s.spawn_worker();
+    wait_until("zlib to run", Duration::from_secs(20), || {
+        s.path("running/000001-zlib.toml").exists()
+    });
+    let r = "\"$S/running/000001-zlib.toml\"";
+    s.sh_denied(&u.bob, &format!("mv {r} \"$S/running/x.toml\""));
+    s.sh_denied(&u.bob, &format!("rm -f {r}"));
+    s.sh_denied(&u.bob, &format!("echo x >> {r}"));
+    s.drop_as(
+        &u.bob,
+        "bob4.request.toml",
+        "request = \"cancel\"\njob = 1\n",
+    );
+    let rc = s.wait_receipt("bob4.request.toml");
+    assert_eq!(rc["outcome"].as_str(), Some("not-permitted"), "{rc:?}");
+    assert!(s.path("running/000001-zlib.toml").exists());
+    s.drop_as(
+        &u.alice,
+        "alice1.request.toml",
+        "request = \"cancel\"\njob = 1\n",
+    );
+    assert_eq!(
+        s.wait_receipt("alice1.request.toml")["outcome"].as_str(),
+        Some("done")
+    );
+    wait_until("zlib to be cancelled", Duration::from_secs(20), || {
+        s.path("cancelled/000001-zlib.toml").exists()
+    });
+    assert!(
+        s.read("cancelled/000001-zlib.toml")
+            .contains("cancelled by alice"),
+        "{}",
+        w.output()
+    );
+    drop(w);
+
+    // done/: alice's next job installs exactly what she asked for; bob cannot touch it.
+    s.worker_env.clear();
+    let t2 = s.submit(&u.alice, &["zlib@1.3.1 ~shared"]);
+    s.drain();
+    let (dir, rec) = record_of(&s, &t2);
+    assert_eq!(dir, "done", "{rec}");
+    let d = "\"$S/done/000002-zlib.toml\"";
+    s.sh_denied(&u.bob, &format!("mv {d} \"$S/done/x.toml\""));
+    s.sh_denied(&u.bob, &format!("rm -f {d}"));
+    s.sh_denied(&u.bob, &format!("echo x >> {d}"));
+    s.sh_denied(&u.bob, "rm -f \"$S/cancelled/000001-zlib.toml\"");
+    let installs = s.installs();
+    assert_eq!(
+        installs.last().unwrap(),
+        &vec!["install", "--fail-fast", "zlib@1.3.1 ~shared"],
+        "{installs:?}"
+    );
+    assert_eq!(installs.len(), 2, "{installs:?}");
+    assert_eq!(installs[0].last().unwrap(), spec);
+}
+
+#[test]
+fn hostile_files_are_rejected_with_reasons_and_alices_next_job_installs() {
+    if !root_or_skip("hostile_files_are_rejected_with_reasons_and_alices_next_job_installs") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    let bob = &u.bob;
+    s.sh_ok(bob, "ln -s /etc/shadow \"$S/incoming/shadow.toml\"");
+    s.sh_ok(bob, "mkfifo \"$S/incoming/fifo.toml\"");
+    s.sh_ok(
+        bob,
+        "truncate -s 100M \"$S/incoming/.big\" && mv \"$S/incoming/.big\" \"$S/incoming/big.toml\"",
+    );
+    s.drop_as(bob, "help.toml", "spec = \"--help\"\n");
+    s.drop_as(bob, "opt.toml", "spec = \"-j64 zlib\"\n");
+    s.drop_as(
+        bob,
+        "forged.toml",
+        &format!(
+            "spec = \"zlib\"\n[job]\nowner = \"alice\"\nowner_uid = {}\n",
+            u.alice.uid
+        ),
+    );
+    s.drop_as(
+        bob,
+        "owner-key.toml",
+        "spec = \"zlib\"\nowner = \"alice\"\n",
+    );
+    s.drop_as(bob, "traversal.toml", "spec = \"../../etc/passwd\"\n");
+    s.drop_as(
+        bob,
+        "dep-traversal.toml",
+        "spec = \"zlib\"\ndependencies = [\"../../etc\"]\n",
+    );
+    s.drop_as(bob, "newline.toml", "spec = \"zlib\\n--help\"\n");
+    s.drop_as(bob, "binary.toml", "spec = \"zlib\"\n\u{0}\u{1}");
+    s.sh_ok(
+        bob,
+        "printf 'spec = \"zlib\"\\n\\377\\376' > \"$S/incoming/.nu\" && mv \"$S/incoming/.nu\" \"$S/incoming/notutf8.toml\"",
+    );
+    s.sh_ok(
+        bob,
+        "umask 077 && echo 'spec = \"zlib\"' > \"$S/incoming/.p\" && mv \"$S/incoming/.p\" \"$S/incoming/private.toml\"",
+    );
+    // A hard link of bob's own file made elsewhere: two names, one inode.
+    let bob_dir = s.dir.path().join("bob");
+    fs::create_dir(&bob_dir).unwrap();
+    nix::unistd::chown(&bob_dir, Some(nix::unistd::Uid::from_raw(bob.uid)), None).unwrap();
+    s.sh_ok(
+        bob,
+        &format!(
+            "d={} && echo 'spec = \"zlib\"' > $d/j.toml && chgrp swinstaller $d/j.toml && chmod 640 $d/j.toml && ln $d/j.toml \"$S/incoming/own-link.toml\"",
+            bob_dir.display()
+        ),
+    );
+    // A hard link to alice's file: the kernel refuses bob (protected_hardlinks); root
+    // makes it here to stand for a kernel that would not, and the worker still refuses.
+    let alice_dir = s.dir.path().join("alice");
+    fs::create_dir(&alice_dir).unwrap();
+    nix::unistd::chown(
+        &alice_dir,
+        Some(nix::unistd::Uid::from_raw(u.alice.uid)),
+        None,
+    )
+    .unwrap();
+    s.sh_ok(
+        &u.alice,
+        &format!(
+            "echo 'spec = \"alices-secret-pkg\"' > {0}/job.toml && chmod 644 {0}/job.toml",
+            alice_dir.display()
+        ),
+    );
+    let alice_file = alice_dir.join("job.toml");
+    if fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1") {
+        s.sh_denied(
+            bob,
+            &format!(
+                "ln {} \"$S/incoming/alice-link.toml\"",
+                alice_file.display()
+            ),
+        );
+    }
+    fs::hard_link(&alice_file, s.path("incoming/alice-link.toml")).unwrap();
+    // A file that is bob's in every way the kernel knows, whatever it says.
+    s.drop_as(
+        bob,
+        "bob-says-alice.toml",
+        "spec = \"bzip2\"\nnote = \"from alice\"\n",
+    );
+    let t_alice = s.submit(&u.alice, &["zlib@1.3"]);
+
+    let log = s.drain();
+
+    let rejected = [
+        ("shadow.toml", "symbolic link (to `/etc/shadow`)"),
+        ("fifo.toml", "it is a FIFO"),
+        ("big.toml", "the limit is 65536 bytes"),
+        ("help.toml", "starts with `-`"),
+        ("opt.toml", "starts with `-`"),
+        ("forged.toml", "unknown field `job`"),
+        ("owner-key.toml", "unknown field `owner`"),
+        ("traversal.toml", "does not start with a package name"),
+        (
+            "dep-traversal.toml",
+            "dependency `../../etc` is not a package name",
+        ),
+        ("newline.toml", "control characters"),
+        ("binary.toml", "line 2"),
+        ("notutf8.toml", "not UTF-8"),
+        ("private.toml", "the worker may not read it"),
+        ("own-link.toml", "2 hard links"),
+        ("alice-link.toml", "2 hard links"),
+    ];
+    for (ticket, why) in rejected {
+        assert_receipt(&s, ticket, "rejected", why);
+        let (dir, rec) = record_of(&s, ticket);
+        assert_eq!(dir, "failed", "{ticket}");
+        assert!(rec.contains("state = \"rejected\""), "{ticket}: {rec}");
+    }
+    // Nobody's file was followed, read past its size, or blocked on: shadow's text is in
+    // no record, the big file's zeros are not kept, and every rejected file is gone.
+    let shadow = fs::read_to_string("/etc/shadow").unwrap_or_default();
+    let first = shadow.lines().next().unwrap_or("root:");
+    for f in s.ls("failed") {
+        let rec = s.read(&format!("failed/{f}"));
+        assert!(!rec.contains(first), "{f} holds /etc/shadow");
+        assert!(rec.len() < 70 * 1024, "{f} is {} bytes", rec.len());
+    }
+    assert!(s.ls("incoming").is_empty(), "{:?}", s.ls("incoming"));
+    assert!(s.ls("tmp").is_empty(), "{:?}", s.ls("tmp"));
+    // The forged file became bob's, as the kernel says; alice's own link target is intact.
+    let (_, rec) = record_of(&s, "forged.toml");
+    assert!(rec.contains("owner = \"bob\""), "{rec}");
+    assert_eq!(
+        fs::read_to_string(&alice_file).unwrap(),
+        "spec = \"alices-secret-pkg\"\n"
+    );
+    let (dir, rec) = record_of(&s, "bob-says-alice.toml");
+    assert_eq!(dir, "done");
+    assert!(rec.contains("owner = \"bob\"") && rec.contains(&format!("owner_uid = {}", u.bob.uid)));
+    // Alice's job went through.
+    let (dir, rec) = record_of(&s, &t_alice);
+    assert_eq!(dir, "done", "{rec}\n{log}");
+    let specs: Vec<String> = s
+        .installs()
+        .iter()
+        .map(|a| a.last().unwrap().clone())
+        .collect();
+    assert_eq!(specs, vec!["bzip2", "zlib@1.3"], "{log}");
+}
+
+#[test]
+fn entries_the_worker_cannot_move_do_not_stop_the_queue() {
+    if !root_or_skip("entries_the_worker_cannot_move_do_not_stop_the_queue") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    // A directory the worker may not write cannot be renamed into tmp/; a name so long
+    // that `claim.N.NAME` passes NAME_MAX cannot be claimed. Both sort before alice's
+    // ticket, and neither may hold up her job.
+    s.sh_ok(
+        &u.bob,
+        "mkdir \"$S/incoming/a-dir.toml\" && touch \"$S/incoming/a-dir.toml/x\" && chmod 500 \"$S/incoming/a-dir.toml\"",
+    );
+    let long = format!("a{}.toml", "x".repeat(245));
+    s.drop_as(&u.bob, &long, "spec = \"zlib\"\n");
+    s.sh_ok(&u.bob, "mkdir -m 777 \"$S/incoming/b-dir.toml\"");
+    let t = s.submit(&u.alice, &["zlib@1.3"]);
+    let log = s.drain();
+    let (dir, _) = record_of(&s, &t);
+    assert_eq!(dir, "done", "{log}");
+    // What the worker could take, it rejected; what it could not, it left for root.
+    assert_receipt(&s, "b-dir.toml", "rejected", "it is a directory");
+    assert_receipt(&s, &long, "accepted", "queued");
+    assert_eq!(s.ls("incoming"), vec!["a-dir.toml"]);
+    assert!(log.contains("a-dir.toml: a directory of bob"), "{log}");
+}
+
+#[test]
+fn a_user_over_the_pending_limit_is_refused() {
+    if !root_or_skip("a_user_over_the_pending_limit_is_refused") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("max_pending_per_user = 2\n");
+    s.pause();
+    let tickets: Vec<String> = ["aa", "bb", "cc"]
+        .iter()
+        .map(|p| s.submit(&u.bob, &[p]))
+        .collect();
+    let ta = s.submit(&u.alice, &["zlib"]);
+    s.drain();
+    assert_receipt(&s, &tickets[0], "accepted", "queued");
+    assert_receipt(&s, &tickets[1], "accepted", "queued");
+    assert_receipt(
+        &s,
+        &tickets[2],
+        "rejected",
+        "bob already has 2 pending jobs; the limit is 2 (max_pending_per_user)",
+    );
+    // The limit is per user: alice is not held back by bob's flood.
+    assert_receipt(&s, &ta, "accepted", "queued");
+    assert_eq!(s.ls("pending").len(), 3);
+}
+
+#[test]
+fn spack_runs_as_the_worker_user_in_its_own_group_with_a_clean_environment() {
+    if !root_or_skip("spack_runs_as_the_worker_user_in_its_own_group_with_a_clean_environment") {
+        return;
+    }
+    let u = users();
+    let mut s = Site::new("kill_grace = \"2s\"\n");
+    s.worker_env.extend(
+        [
+            ("LD_PRELOAD", "/nonexistent/sitest-evil.so"),
+            ("LD_LIBRARY_PATH", "/tmp/sitest-evil"),
+            ("MALICIOUS", "1"),
+            ("BASH_ENV", "/tmp/sitest-evil.sh"),
+            ("PYTHONPATH", "/tmp/sitest-evil"),
+            ("SPACK_FAKE_DELAYS", "zlib=120"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    s.submit(&u.alice, &["zlib"]);
+    let w = s.spawn_worker();
+    let events = s.fake.join("events.log");
+    let env_file = s.fake.join("env/zlib.env");
+    wait_until("zlib to start", Duration::from_secs(20), || {
+        env_file.exists() && fs::read_to_string(&events).is_ok_and(|e| e.starts_with("start"))
+    });
+    let ev = fs::read_to_string(&events).unwrap();
+    let pid: i32 = ev.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let uids: Vec<u32> = uid_line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert_eq!(uids, vec![u.spack.uid; 4], "{uid_line}");
+    let pgrp = |p: i32| -> i32 {
+        let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert_eq!(pgrp(pid), pid, "spack leads its own process group");
+    assert_ne!(pgrp(pid), pgrp(w.child.id() as i32));
+    let env = fs::read_to_string(&env_file).unwrap();
+    for bad in [
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "MALICIOUS",
+        "BASH_ENV",
+        "PYTHONPATH",
+        "CARGO",
+    ] {
+        assert!(
+            !env.lines().any(|l| l.starts_with(bad)),
+            "{bad} reached spack:\n{env}"
+        );
+    }
+    assert!(env.contains("SPACK_INSTALLER_JOB="), "{env}");
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    s.drop_as(
+        &u.alice,
+        "stop.request.toml",
+        "request = \"cancel\"\njob = 1\n",
+    );
+    wait_until("zlib to be cancelled", Duration::from_secs(20), || {
+        s.path("cancelled/000001-zlib.toml").exists()
+    });
+}
