@@ -119,6 +119,19 @@ fn init_sets_owners_and_modes_and_repairs_drift() {
     assert!(said.contains("mode 0777 → 3770"), "{said}");
     check("after repair");
     assert!(spack_installer::spool::layout::check(&spool).is_empty());
+    // A worker user outside the group could read no member's file: init says so.
+    let out = std::process::Command::new(site::BIN)
+        .args(["init", "--group", GROUP, "--owner", &u.mallory.name])
+        .env("SPACK_INSTALLER_SPOOL", s.dir.path().join("other"))
+        .env("SPACK_INSTALLER_CONFIG", &s.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the worker user mallory is not in group swinstaller"),
+        "{err}"
+    );
     // Only root may give a spool to another user.
     let out = s.cli(&u.alice, &["init", "--owner", SERVICE]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));

@@ -88,6 +88,15 @@ pub fn init(spool: &Spool, opts: &InitOptions) -> Result<InitReport> {
     if let Some(w) = network_fs_warning(spool.root()) {
         report.warnings.push(w);
     }
+    // Members' files are theirs with mode 0640 and the spool's group (setgid): the worker
+    // reads them through the group, so a worker user outside it would reject them all.
+    if uid != 0 && !identity::is_member(uid, gid) {
+        report.warnings.push(format!(
+            "the worker user {} is not in group {}, so it cannot read the files members submit; \
+             run `usermod -aG {} {}` and restart the worker",
+            report.owner, report.group, report.group, report.owner
+        ));
+    }
     Ok(report)
 }
 
