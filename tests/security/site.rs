@@ -24,7 +24,10 @@ pub fn root_or_skip(test: &str) -> bool {
     if Uid::effective().is_root() {
         return true;
     }
-    eprintln!(
+    // Straight to stderr, past the test harness's capture, so the skip shows in a plain
+    // `cargo test` run and is never silent.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED {test}: it creates users and a group and switches to them, which needs root \
          (CI runs as root; run `sudo -E cargo test --test security` to run it here)"
     );
