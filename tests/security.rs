@@ -495,6 +495,20 @@ fn entries_the_worker_cannot_move_do_not_stop_the_queue() {
     assert_receipt(&s, &long, "accepted", "queued");
     assert_eq!(s.ls("incoming"), vec!["a-dir.toml"]);
     assert!(log.contains("a-dir.toml: a directory of bob"), "{log}");
+    // The same with a live worker, which hears of the new entries by inotify first.
+    let w = s.spawn_worker();
+    s.sh_ok(
+        &u.bob,
+        "mkdir \"$S/incoming/c-dir.toml\" && chmod 500 \"$S/incoming/c-dir.toml\"",
+    );
+    s.drop_as(
+        &u.bob,
+        &format!("c{}.toml", "y".repeat(245)),
+        "spec = \"bzip2\"\n",
+    );
+    let t = s.submit(&u.alice, &["zlib@1.3.1"]);
+    let r = s.wait_receipt(&t);
+    assert_eq!(r["outcome"].as_str(), Some("accepted"), "{}", w.output());
 }
 
 #[test]
