@@ -169,7 +169,9 @@ fn members_submit_and_see_the_queue_and_outsiders_see_nothing() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains("Permission denied") && err.contains(&*s.path("incoming").to_string_lossy()),
+        err.contains("you may not write to")
+            && err.contains(&*s.path("incoming").to_string_lossy())
+            && err.contains("usermod -aG swinstaller mallory"),
         "{err}"
     );
     let out = s.cli(&u.mallory, &["status"]);
@@ -353,6 +355,16 @@ fn hostile_files_are_rejected_with_reasons_and_alices_next_job_installs() {
         "spec = \"zlib\"\ndependencies = [\"../../etc\"]\n",
     );
     s.drop_as(bob, "newline.toml", "spec = \"zlib\\n--help\"\n");
+    s.drop_as(
+        bob,
+        "plugin.toml",
+        "spec = \"zlib cflags=-fplugin=/home/bob/x.so\"\n",
+    );
+    s.drop_as(
+        bob,
+        "devpath.toml",
+        "spec = \"zlib dev_path=/home/bob/src\"\n",
+    );
     s.drop_as(bob, "binary.toml", "spec = \"zlib\"\n\u{0}\u{1}");
     s.sh_ok(
         bob,
@@ -425,6 +437,14 @@ fn hostile_files_are_rejected_with_reasons_and_alices_next_job_installs() {
             "dependency `../../etc` is not a package name",
         ),
         ("newline.toml", "control characters"),
+        (
+            "plugin.toml",
+            "sets `cflags`, which the queue does not take",
+        ),
+        (
+            "devpath.toml",
+            "sets `dev_path`, which the queue does not take",
+        ),
         ("binary.toml", "line 2"),
         ("notutf8.toml", "not UTF-8"),
         ("private.toml", "the worker may not read it"),
@@ -604,4 +624,32 @@ fn spack_runs_as_the_worker_user_in_its_own_group_with_a_clean_environment() {
     wait_until("zlib to be cancelled", Duration::from_secs(20), || {
         s.path("cancelled/000001-zlib.toml").exists()
     });
+}
+
+#[test]
+fn a_reused_ticket_name_cannot_answer_for_someone_else() {
+    if !root_or_skip("a_reused_ticket_name_cannot_answer_for_someone_else") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    // Alice's file is taken and answered; then bob drops a file of the same name, and
+    // the worker's receipt for it replaces hers.
+    s.drop_as(&u.alice, "same.toml", "spec = \"zlib\"\n");
+    s.drain();
+    s.drop_as(&u.bob, "same.toml", "spec = \"--help\"\n");
+    s.drain();
+    let receipt = s.receipt("same.toml");
+    assert_eq!(
+        receipt["owner_uid"].as_integer(),
+        Some(u.bob.uid as i64),
+        "{receipt:?}"
+    );
+    // A reader as alice ignores it: the receipt names bob as the one who dropped the file.
+    let got = spack_installer::spool::intake::Receipt::read(
+        &spack_installer::spool::Spool::new(s.path("")),
+        "same.toml",
+    )
+    .unwrap();
+    assert_ne!(got.owner_uid, Some(u.alice.uid));
 }

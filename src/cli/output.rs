@@ -132,9 +132,8 @@ impl JobView {
     pub fn incoming(spool: &Spool, ticket: &str) -> JobView {
         let path = spool.dir(Dir::Incoming).join(ticket);
         let meta = std::fs::symlink_metadata(&path).ok();
-        let parsed = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| JobFile::parse(&t).ok());
+        let parsed =
+            crate::spool::store::read_incoming(spool, ticket).and_then(|t| JobFile::parse(&t).ok());
         use std::os::unix::fs::MetadataExt;
         JobView {
             id: None,

@@ -177,11 +177,15 @@ pub fn worker_alive(ctx: &Ctx) -> bool {
         .is_some_and(|w| w.liveness(Timestamp::now(), max_age) == Liveness::Running)
 }
 
-/// Wait up to `limit` for the worker's receipt of `ticket`.
+/// Wait up to `limit` for the worker's receipt of `ticket`: ours only (another member
+/// may reuse a ticket name once ours is taken; the worker records who dropped each file).
 pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Receipt> {
     let deadline = Instant::now() + limit;
+    let me = crate::identity::current_uid();
     loop {
-        if let Some(r) = Receipt::read(spool, ticket) {
+        if let Some(r) =
+            Receipt::read(spool, ticket).filter(|r| r.owner_uid.is_none_or(|u| u == me))
+        {
             return Some(r);
         }
         if Instant::now() >= deadline {
@@ -258,10 +262,8 @@ fn queued_specs(ctx: &Ctx) -> Result<Vec<(String, String, String)>> {
         if store::is_request_ticket(&ticket) {
             continue;
         }
-        let path = ctx.spool.dir(Dir::Incoming).join(&ticket);
-        if let Some(f) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| JobFile::parse(&t).ok())
+        if let Some(f) =
+            store::read_incoming(&ctx.spool, &ticket).and_then(|t| JobFile::parse(&t).ok())
         {
             out.push((ticket.clone(), "incoming".into(), f.spec));
         }
@@ -327,7 +329,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let queued = if a.force {
         Vec::new()
     } else {
-        queued_specs(ctx)?
+        // A courtesy: when the queue cannot be read (not a member), the write below says why.
+        queued_specs(ctx).unwrap_or_default()
     };
     let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
     let mut results = Vec::new();

@@ -6,6 +6,14 @@
 use std::fmt;
 
 pub const MAX_SPEC_LEN: usize = 1024;
+
+/// Spec keys the queue refuses: each lets a submitter run a program of their choosing as
+/// the worker user. `dev_path` builds from a directory they name; compiler flags can load
+/// plugins or swap tools (`cflags=-fplugin=...`, `-B/home/them/bin`, `-wrapper`). Sites
+/// that want flags set them in Spack's own configuration, which only admins write.
+pub const REFUSED_KEYS: [&str; 7] = [
+    "dev_path", "cflags", "cxxflags", "fflags", "cppflags", "ldflags", "ldlibs",
+];
 pub const MAX_PACKAGE_LEN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +51,16 @@ impl Spec {
         let package = leading_package(text).ok_or_else(|| {
             format!("the spec `{text}` does not start with a package name (lowercase letters, digits, `-`, `_`)")
         })?;
+        if let Some(key) = text
+            .split(' ')
+            .filter_map(|w| w.split_once('=').map(|(k, _)| k))
+            .find(|k| REFUSED_KEYS.contains(k))
+        {
+            return Err(format!(
+                "the spec `{text}` sets `{key}`, which the queue does not take: it would let a submitter run \
+                 programs of their choosing as the worker user; ask an admin to set it in Spack's configuration"
+            ));
+        }
         if let Some(second) = second_root(text) {
             return Err(format!(
                 "the spec `{text}` names more than one package (`{second}` starts a second spec); submit one job per package"
@@ -123,7 +141,7 @@ mod tests {
             ("hdf5@1.14 +mpi ^openmpi", "hdf5"),
             ("py-numpy@1.26%gcc@12", "py-numpy"),
             ("builtin.zlib@1.3", "zlib"),
-            ("hdf5 ~shared cflags=-O3 ^ zlib", "hdf5"),
+            ("hdf5 ~shared build_type=Release ^ zlib", "hdf5"),
             ("openmpi fabrics=ucx % gcc", "openmpi"),
             ("r-ggplot2", "r-ggplot2"),
         ] {

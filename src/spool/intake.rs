@@ -34,6 +34,10 @@ pub struct Receipt {
     pub id: Option<JobId>,
     pub message: String,
     pub at: Timestamp,
+    /// Who dropped the file (from fstat). Ticket names are visible to every member, so a
+    /// reader trusts a receipt only if this is its own uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_uid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -382,6 +386,7 @@ pub fn finish(spool: &Spool, job: &Job) -> Result<()> {
         id: Some(job.meta.id),
         message,
         at: job.meta.submitted_at,
+        owner_uid: Some(job.meta.owner_uid),
     }
     .write(spool)?;
     remove_claim(

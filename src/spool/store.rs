@@ -70,6 +70,15 @@ pub fn is_request_ticket(name: &str) -> bool {
     name.ends_with(REQUEST_SUFFIX)
 }
 
+/// The text of a file waiting in `incoming/`, read the way intake reads it: never through
+/// a link, never blocking on a FIFO, only a regular file within the size limit. Anything
+/// else is `None`: a member may have dropped it there to trap readers.
+pub fn read_incoming(spool: &Spool, ticket: &str) -> Option<String> {
+    super::intake::open_claimed(&spool.dir(Dir::Incoming).join(ticket))
+        .ok()
+        .map(|o| o.text)
+}
+
 /// The tickets waiting in `incoming/`, sorted.
 pub fn list_incoming(spool: &Spool) -> Result<Vec<String>> {
     let path = spool.dir(Dir::Incoming);

@@ -336,6 +336,11 @@ impl Worker {
     }
 
     fn next_wakeup(&self) -> Instant {
+        // While backing off, nothing but events is acted on: sleep until it ends (the
+        // rescan deadline is already past then, and would make the wait a spin).
+        if let Some(b) = self.backoff_until {
+            return b;
+        }
         let mut t = self.last_rescan + self.cfg.check_interval.value;
         t = t.min(self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value));
         if let Some(b) = self.backoff_until {
@@ -446,10 +451,13 @@ impl Worker {
                     claims.push((id, ticket));
                 }
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
+                Err(e) if systemic(&e) => {
                     self.io_error(e);
                     break;
                 }
+                // One entry that cannot be claimed (a name or a directory a member made
+                // unmovable) must not hold up the files behind it.
+                Err(e) => self.skip_entry(&ticket, e),
             }
         }
         if !claims.is_empty() {
@@ -467,8 +475,16 @@ impl Worker {
             match transition::claim(&self.spool, &ticket, &claim, true) {
                 Ok(()) => self.process_request(&ticket),
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return self.io_error(e),
+                Err(e) if systemic(&e) => return self.io_error(e),
+                Err(e) => self.skip_entry(&ticket, e),
             }
+        }
+    }
+
+    /// Log (once per name) an `incoming/` entry that cannot be taken, and go on.
+    fn skip_entry(&mut self, ticket: &str, e: Error) {
+        if self.unreadable.insert(format!("incoming/{ticket}")) {
+            tracing::warn!(ticket, "cannot take this entry, skipping it: {e}");
         }
     }
 
@@ -648,7 +664,12 @@ impl Worker {
             .dir(Dir::Tmp)
             .join(intake::request_claim_name(ticket));
         let now = Timestamp::now();
-        let (outcome, message, job) = match intake::open_claimed(&path) {
+        let opened = intake::open_claimed(&path);
+        let requester = match &opened {
+            Ok(o) => Some(o.owner_uid),
+            Err(r) => r.owner_uid,
+        };
+        let (outcome, message, job) = match opened {
             Err(r) => (
                 Outcome::Invalid,
                 format!("request not taken: {}", r.reason),
@@ -670,6 +691,7 @@ impl Worker {
             job: job.map(|n| n.to_string()),
             message,
             at: now,
+            owner_uid: requester,
         };
         if let Err(e) = receipt
             .write(&self.spool)
@@ -1324,6 +1346,21 @@ fn choose_executor(spool: &Spool, cfg: &Config, opts: &Options) -> Result<Box<dy
             }
         }
     })
+}
+
+/// An I/O error that concerns the whole file system (full, read-only, failing), as
+/// opposed to one entry: the worker backs off instead of skipping.
+fn systemic(e: &Error) -> bool {
+    use std::io::ErrorKind::*;
+    match e {
+        Error::Io { source, .. } => {
+            matches!(
+                source.kind(),
+                StorageFull | QuotaExceeded | ReadOnlyFilesystem
+            ) || source.raw_os_error() == Some(nix::libc::EIO)
+        }
+        _ => true,
+    }
 }
 
 /// The Spack to run: resolved from the config; in dry-run mode a missing Spack is fine.
