@@ -1,27 +1,50 @@
 //! The scheduler: a pure function from the queue's state and the clock to a ranked plan,
 //! with a reason for every position. It never touches the disk, so it can be tested and
-//! simulated with made-up queues (see `bench/`).
+//! simulated with made-up queues (`bench/scheduler/` measures it against FIFO and the old
+//! tool's formula).
 //!
-//! Readiness: a job is *ready* when every job named in its `after` list has finished
+//! **Readiness.** A job is *ready* when every job named in its `after` list has finished
 //! successfully, and no job for a package in its `dependencies` is pending or running.
 //! If a job it waits for failed or was cancelled, the job is *doomed* (the worker fails
-//! it with that reason, or holds it, as configured). A cycle of waiting jobs is doomed
-//! too, and named.
+//! it with that reason, or holds it, as configured); waiting on a doomed job dooms you
+//! too. A cycle of waiting jobs is doomed and named, so the queue never deadlocks
+//! silently.
 //!
-//! Ranking of ready jobs, first difference wins:
-//! 1. effective priority: the job's class (high 3, medium 2, low 1) raised by one for
-//!    every `aging_step` it has waited, up to high; so a job waits at most
-//!    2 × `aging_step` before it competes as high, and then in submission order;
-//! 2. the work it unblocks: the summed estimates of every pending job that waits on it,
-//!    directly or through others (its critical path), largest first;
-//! 3. its own estimated time, shortest first;
-//! 4. submission order (job ID).
+//! **Ranking of ready jobs**, first difference wins:
+//! 1. *level*: the job's class (high 3, medium 2, low 1) raised by one for every
+//!    `aging_step` (4 h by default) since submission, up to 4, *overdue*. A job lends
+//!    its level to every job it waits for, directly or through others, so a high job's
+//!    low dependency runs as high (priority inheritance).
+//! 2. among overdue jobs: the oldest submission they serve first (their own, or that of
+//!    the overdue job that waits for them);
+//! 3. the work it opens: the best ratio of priority weight to estimated time along a
+//!    chain of jobs waiting on it (itself included). This is Smith's rule (weighted
+//!    shortest time first) carried along the dependency chain: a short job that a long
+//!    chain waits for goes first, so the chain behind it starts sooner;
+//! 4. its own estimated time, shortest first;
+//! 5. submission order (job ID).
+//!
+//! **Starvation bound.** Every job is overdue once it has waited 3 × `aging_step`
+//! (12 h by default), whatever its class, and overdue jobs go before all others, oldest
+//! submission first. So once a ready job has waited 3 × `aging_step`, no job submitted
+//! after it starts before it, except a job that an earlier submission waits for; it
+//! then waits only for the installs already running and for overdue work submitted
+//! before it. Policy::starvation_bound gives the number; the reason text states it.
+//!
+//! **Cost.** `plan` is O((n + e) log n) for n pending jobs and e dependency edges:
+//! lookups are by hash, doom spreads by one walk over reverse edges, cycles are found by
+//! an iterative Tarjan, and the inherited level and chain ratio by one pass in
+//! topological order.
 
 use crate::job::{JobId, Priority};
 use crate::time::Timestamp;
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::Duration;
+
+/// The level of a job that has waited long enough to go before every later submission.
+pub const OVERDUE: u32 = 4;
 
 /// A pending job as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -81,7 +104,7 @@ pub struct Policy {
     pub max_parallel: usize,
     /// Estimate for a job with none of its own and no history.
     pub default_estimate: Duration,
-    /// Waiting this long raises a job's priority class by one.
+    /// Waiting this long raises a job's level by one.
     pub aging_step: Duration,
 }
 
@@ -92,6 +115,26 @@ impl Default for Policy {
             default_estimate: Duration::from_secs(30 * 60),
             aging_step: Duration::from_secs(4 * 3600),
         }
+    }
+}
+
+impl Policy {
+    /// After waiting this long a job is overdue: no later submission starts before it
+    /// (except work an earlier submission waits for).
+    pub fn starvation_bound(&self) -> Duration {
+        self.aging_step * 3
+    }
+
+    /// A job's own level: its class plus one per `aging_step` waited, at most
+    /// [`OVERDUE`].
+    pub fn level(&self, priority: Priority, submitted_at: Timestamp, now: Timestamp) -> u32 {
+        let steps = submitted_at
+            .until(now)
+            .as_secs()
+            .checked_div(self.aging_step.as_secs())
+            .unwrap_or(0)
+            .min(OVERDUE as u64) as u32;
+        (priority.weight() + steps).min(OVERDUE)
     }
 }
 
@@ -109,9 +152,10 @@ pub struct Ranked {
 pub enum Readiness {
     /// May start now.
     Ready,
-    /// Ready, but would conflict with a running job (same package).
+    /// Ready, but would conflict with a running job or a better-placed ready job of the
+    /// same package.
     Conflict(String),
-    /// Waiting for these jobs or packages.
+    /// Waiting for these jobs.
     Waiting(Vec<String>),
     /// Will never become ready: a dependency failed, or a cycle.
     Doomed(String),
@@ -119,13 +163,14 @@ pub enum Readiness {
 
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    /// Ready jobs first, best first; then waiting jobs; then doomed ones.
+    /// Ready jobs first, best first; then held ones; then waiting jobs; then doomed ones.
     pub order: Vec<Ranked>,
 }
 
 impl Plan {
-    /// The jobs to start now, given how many run already: the best ready jobs, never two
-    /// of one package, never one that waits on another.
+    /// The jobs to start now, given how many run already: the best ready jobs. Ready
+    /// jobs never wait on one another, and never share a package (the later one is a
+    /// `Conflict`), so any of them may run side by side.
     pub fn to_start(&self, running: usize, max_parallel: usize) -> Vec<JobId> {
         self.order
             .iter()
@@ -156,50 +201,6 @@ impl QueueState {
     }
 }
 
-/// What one pending job waits on, or why it never will run.
-fn wait_set(
-    q: &QueueState,
-    job: &PendingJob,
-    by_package: &HashMap<&str, Vec<usize>>,
-) -> Result<Vec<usize>, String> {
-    let mut waits = Vec::new();
-    for dep in &job.after {
-        if let Some(i) = q.pending.iter().position(|p| p.id == *dep) {
-            waits.push(i);
-        } else if q.running.iter().any(|r| r.id == *dep) {
-            waits.push(usize::MAX);
-        } else if let Some(f) = q.finished.get(dep)
-            && f.outcome != Outcome::Done
-        {
-            return Err(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
-        }
-    }
-    for pkg in &job.dependencies {
-        let queued: Vec<usize> = by_package
-            .get(pkg.as_str())
-            .map(|v| {
-                v.iter()
-                    .copied()
-                    .filter(|&i| q.pending[i].id != job.id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let running = q.running.iter().any(|r| &r.package == pkg);
-        if !queued.is_empty() || running {
-            waits.extend(queued);
-            if running {
-                waits.push(usize::MAX);
-            }
-        } else if let Some(f) = q.latest_by_package.get(pkg)
-            && f.outcome != Outcome::Done
-            && f.finished_at >= job.submitted_at
-        {
-            return Err(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
-        }
-    }
-    Ok(waits)
-}
-
 fn outcome_word(o: Outcome) -> &'static str {
     match o {
         Outcome::Done => "succeeded",
@@ -208,117 +209,296 @@ fn outcome_word(o: Outcome) -> &'static str {
     }
 }
 
-/// Rank the pending jobs.
-pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
+/// The dependency graph among pending jobs, with doom decided.
+struct Graph {
+    /// waits[i]: the pending jobs i waits for (indices, sorted, no duplicates).
+    waits: Vec<Vec<usize>>,
+    /// on_running[i]: the running jobs i waits for (indices into `q.running`).
+    on_running: Vec<Vec<usize>>,
+    /// dependents[j]: the pending jobs that wait for j.
+    dependents: Vec<Vec<usize>>,
+    doom: Vec<Option<String>>,
+}
+
+fn graph(q: &QueueState) -> Graph {
     let n = q.pending.len();
+    let index: HashMap<JobId, usize> = q
+        .pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id, i))
+        .collect();
+    let running_index: HashMap<JobId, usize> = q
+        .running
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, i))
+        .collect();
     let mut by_package: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in q.pending.iter().enumerate() {
         by_package.entry(p.package.as_str()).or_default().push(i);
     }
-    // waits[i]: pending jobs i waits on (usize::MAX: a running job); Err: doomed.
-    let mut waits: Vec<Result<Vec<usize>, String>> = q
-        .pending
-        .iter()
-        .map(|p| wait_set(q, p, &by_package))
-        .collect();
+    let mut running_by_package: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, r) in q.running.iter().enumerate() {
+        running_by_package
+            .entry(r.package.as_str())
+            .or_default()
+            .push(i);
+    }
 
-    // Doom spreads: waiting on a doomed job dooms you. Then cycles.
-    loop {
-        let mut changed = false;
-        for i in 0..n {
-            if let Ok(w) = &waits[i]
-                && let Some(&d) = w.iter().find(|&&d| d != usize::MAX && waits[d].is_err())
+    let mut waits = vec![Vec::new(); n];
+    let mut on_running = vec![Vec::new(); n];
+    let mut doom: Vec<Option<String>> = vec![None; n];
+    for (i, job) in q.pending.iter().enumerate() {
+        for dep in &job.after {
+            if let Some(&j) = index.get(dep) {
+                waits[i].push(j);
+            } else if let Some(&r) = running_index.get(dep) {
+                on_running[i].push(r);
+            } else if let Some(f) = q.finished.get(dep)
+                && f.outcome != Outcome::Done
             {
-                waits[i] = Err(format!("dependency {} cannot run", q.pending[d].name));
-                changed = true;
+                doom[i] = Some(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
+                break;
             }
         }
-        if !changed {
-            break;
+        if doom[i].is_some() {
+            continue;
+        }
+        for pkg in &job.dependencies {
+            let queued = by_package.get(pkg.as_str());
+            let running = running_by_package.get(pkg.as_str());
+            if queued.is_some_and(|v| v.iter().any(|&j| j != i)) || running.is_some() {
+                waits[i].extend(queued.into_iter().flatten().filter(|&&j| j != i));
+                on_running[i].extend(running.into_iter().flatten());
+            } else if let Some(f) = q.latest_by_package.get(pkg)
+                && f.outcome != Outcome::Done
+                && f.finished_at >= job.submitted_at
+            {
+                doom[i] = Some(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
+                break;
+            }
+        }
+        waits[i].sort_unstable();
+        waits[i].dedup();
+        on_running[i].sort_unstable();
+        on_running[i].dedup();
+    }
+
+    let mut dependents = vec![Vec::new(); n];
+    for (i, w) in waits.iter().enumerate() {
+        for &j in w {
+            dependents[j].push(i);
         }
     }
-    for cycle in cycles(&waits) {
+
+    for cycle in cycles(&waits, &doom) {
         let names: Vec<&str> = cycle.iter().map(|&i| q.pending[i].name.as_str()).collect();
         let text = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
         for &i in &cycle {
-            waits[i] = Err(text.clone());
+            doom[i] = Some(text.clone());
         }
     }
 
-    // Work unblocked by each job: summed estimates of everything waiting on it,
-    // transitively.
-    let est: Vec<Duration> = q.pending.iter().map(|p| q.estimate(p, policy).0).collect();
-    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, w) in waits.iter().enumerate() {
-        if let Ok(w) = w {
-            for &d in w.iter().filter(|&&d| d != usize::MAX) {
-                dependents[d].push(i);
+    // Doom spreads to everything that waits, directly or not, on a doomed job.
+    let mut queue: VecDeque<usize> = (0..n).filter(|&i| doom[i].is_some()).collect();
+    while let Some(d) = queue.pop_front() {
+        for &i in &dependents[d] {
+            if doom[i].is_none() {
+                doom[i] = Some(format!(
+                    "dependency {} cannot run",
+                    q.pending[d].name.as_str()
+                ));
+                queue.push_back(i);
             }
         }
     }
-    let unblocks: Vec<(Duration, usize)> = (0..n)
-        .map(|i| {
-            let mut seen = HashSet::new();
-            let mut stack = dependents[i].clone();
-            let mut total = Duration::ZERO;
-            while let Some(j) = stack.pop() {
-                if seen.insert(j) {
-                    total += est[j];
-                    stack.extend(dependents[j].iter().copied());
+    Graph {
+        waits,
+        on_running,
+        dependents,
+        doom,
+    }
+}
+
+/// The cycles among waiting jobs that are not doomed already: strongly connected
+/// components of more than one job, or a job waiting on itself (Tarjan's algorithm,
+/// iterative so a long chain cannot overflow the stack). Each cycle is sorted.
+fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
+    const NONE: usize = usize::MAX;
+    let n = waits.len();
+    let live = |v: usize| doom[v].is_none();
+    let mut index = vec![NONE; n];
+    let mut low = vec![0; n];
+    let mut on = vec![false; n];
+    let mut stack = Vec::new();
+    let mut next = 0;
+    let mut out = Vec::new();
+    // (node, position in its edge list)
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    for root in 0..n {
+        if index[root] != NONE || !live(root) {
+            continue;
+        }
+        calls.push((root, 0));
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on[root] = true;
+        while let Some(&mut (v, ref mut e)) = calls.last_mut() {
+            if let Some(&w) = waits[v].get(*e) {
+                *e += 1;
+                if !live(w) {
+                    continue;
+                }
+                if index[w] == NONE {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on[w] = true;
+                    calls.push((w, 0));
+                } else if on[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(parent, _)) = calls.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut comp = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on[w] = false;
+                    comp.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if comp.len() > 1 || waits[v].contains(&v) {
+                    comp.sort_unstable();
+                    out.push(comp);
                 }
             }
-            (total, seen.len())
+        }
+    }
+    out
+}
+
+/// What ranks a live job, computed once per plan.
+#[derive(Debug, Clone, Copy)]
+struct Rank {
+    /// Own level, from class and waiting time.
+    own: u32,
+    /// Level after inheritance, and the job that lends it (itself if none higher).
+    level: u32,
+    lender: usize,
+    /// Submission time of the oldest overdue job this one serves (for overdue ordering).
+    served_since: Timestamp,
+    /// Best chain from this job through jobs waiting on it: summed weight and time.
+    chain_weight: f64,
+    chain_secs: f64,
+    /// How many jobs lie on that chain after this one.
+    chain_len: usize,
+    estimate: Duration,
+}
+
+impl Rank {
+    fn ratio(&self) -> f64 {
+        self.chain_weight / self.chain_secs
+    }
+}
+
+/// Rank the pending jobs.
+pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
+    let n = q.pending.len();
+    let g = graph(q);
+
+    let mut rank: Vec<Rank> = q
+        .pending
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let own = policy.level(p.priority, p.submitted_at, now);
+            let estimate = q.estimate(p, policy).0;
+            Rank {
+                own,
+                level: own,
+                lender: i,
+                served_since: p.submitted_at,
+                chain_weight: p.priority.weight() as f64,
+                chain_secs: estimate.as_secs_f64().max(1.0),
+                chain_len: 0,
+                estimate,
+            }
         })
         .collect();
 
-    let effective = |p: &PendingJob| -> u32 {
-        let waited = p.submitted_at.until(now);
-        let steps = if policy.aging_step.is_zero() {
-            0
-        } else {
-            (waited.as_secs() / policy.aging_step.as_secs().max(1)) as u32
-        };
-        (p.priority.weight() + steps).min(Priority::High.weight())
-    };
+    // Topological order of the live jobs, dependencies first (Kahn); then one pass
+    // backwards so every job sees its dependents' final values.
+    let mut missing: Vec<usize> = g.waits.iter().map(|w| w.len()).collect();
+    let mut topo: Vec<usize> = (0..n)
+        .filter(|&i| g.doom[i].is_none() && missing[i] == 0)
+        .collect();
+    let mut head = 0;
+    while head < topo.len() {
+        let j = topo[head];
+        head += 1;
+        for &i in &g.dependents[j] {
+            missing[i] -= 1;
+            if missing[i] == 0 && g.doom[i].is_none() {
+                topo.push(i);
+            }
+        }
+    }
+    for &j in topo.iter().rev() {
+        let mine = rank[j];
+        let mut best = mine;
+        let mut best_ratio = mine.ratio();
+        for &d in &g.dependents[j] {
+            let theirs = rank[d];
+            if (theirs.level, std::cmp::Reverse(theirs.served_since))
+                > (best.level, std::cmp::Reverse(best.served_since))
+            {
+                best.level = theirs.level;
+                best.served_since = theirs.served_since;
+                best.lender = theirs.lender;
+            }
+            let w = mine.chain_weight + theirs.chain_weight;
+            let s = mine.chain_secs + theirs.chain_secs;
+            if w / s > best_ratio {
+                best_ratio = w / s;
+                best.chain_weight = w;
+                best.chain_secs = s;
+                best.chain_len = theirs.chain_len + 1;
+            }
+        }
+        rank[j] = best;
+    }
 
     let running_packages: HashSet<&str> = q.running.iter().map(|r| r.package.as_str()).collect();
-    let mut ranked: Vec<(usize, Readiness)> = (0..n)
+    let status: Vec<Readiness> = (0..n)
         .map(|i| {
             let p = &q.pending[i];
-            let status = match &waits[i] {
-                Err(why) => Readiness::Doomed(why.clone()),
-                Ok(w) if !w.is_empty() => {
-                    let mut on: Vec<String> = w
-                        .iter()
-                        .map(|&d| {
-                            if d == usize::MAX {
-                                "a running job".to_string()
-                            } else {
-                                q.pending[d].name.clone()
-                            }
-                        })
-                        .collect();
-                    for pkg in &p.dependencies {
-                        if let Some(r) = q.running.iter().find(|r| &r.package == pkg) {
-                            on.push(r.name.clone());
-                        }
-                    }
-                    for a in &p.after {
-                        if let Some(r) = q.running.iter().find(|r| r.id == *a) {
-                            on.push(r.name.clone());
-                        }
-                    }
-                    on.retain(|s| s != "a running job");
-                    on.sort();
-                    on.dedup();
-                    Readiness::Waiting(on)
-                }
-                Ok(_) if running_packages.contains(p.package.as_str()) => {
-                    Readiness::Conflict(format!("another {} job is running", p.package))
-                }
-                Ok(_) => Readiness::Ready,
-            };
-            (i, status)
+            if let Some(why) = &g.doom[i] {
+                return Readiness::Doomed(why.clone());
+            }
+            if !g.waits[i].is_empty() || !g.on_running[i].is_empty() {
+                let mut on: Vec<String> = g.waits[i]
+                    .iter()
+                    .map(|&d| q.pending[d].name.clone())
+                    .chain(g.on_running[i].iter().map(|&r| q.running[r].name.clone()))
+                    .collect();
+                on.sort();
+                on.dedup();
+                return Readiness::Waiting(on);
+            }
+            if running_packages.contains(p.package.as_str()) {
+                return Readiness::Conflict(format!("another {} job is running", p.package));
+            }
+            Readiness::Ready
         })
         .collect();
 
@@ -328,59 +508,36 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
         Readiness::Waiting(_) => 2,
         Readiness::Doomed(_) => 3,
     };
-    ranked.sort_by(|(a, sa), (b, sb)| {
-        let (pa, pb) = (&q.pending[*a], &q.pending[*b]);
-        class(sa)
-            .cmp(&class(sb))
-            .then(effective(pb).cmp(&effective(pa)))
-            .then(unblocks[*b].0.cmp(&unblocks[*a].0))
-            .then(est[*a].cmp(&est[*b]))
-            .then(pa.id.cmp(&pb.id))
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (&rank[a], &rank[b]);
+        class(&status[a])
+            .cmp(&class(&status[b]))
+            .then(rb.level.cmp(&ra.level))
+            .then_with(|| {
+                if ra.level == OVERDUE {
+                    ra.served_since.cmp(&rb.served_since)
+                } else {
+                    Ordering::Equal
+                }
+            })
+            .then_with(|| rb.ratio().total_cmp(&ra.ratio()))
+            .then(ra.estimate.cmp(&rb.estimate))
+            .then(q.pending[a].id.cmp(&q.pending[b].id))
     });
 
-    // Among ready jobs, two of one package may not start together: the later becomes a
-    // conflict for this round.
+    // Among ready jobs, two of one package may not start together: the later is held
+    // for this round.
     let mut taken: HashSet<&str> = HashSet::new();
-    let order = ranked
+    let order = order
         .into_iter()
-        .map(|(i, mut status)| {
+        .map(|i| {
             let p = &q.pending[i];
+            let mut status = status[i].clone();
             if status == Readiness::Ready && !taken.insert(p.package.as_str()) {
                 status = Readiness::Conflict(format!("an earlier {} job goes first", p.package));
             }
-            let mut reason = String::new();
-            match &status {
-                Readiness::Ready | Readiness::Conflict(_) => {
-                    let eff = effective(p);
-                    let _ = write!(reason, "{} priority", p.priority);
-                    if eff > p.priority.weight() {
-                        let _ = write!(
-                            reason,
-                            " (raised to {} after waiting {})",
-                            weight_name(eff),
-                            crate::time::short(p.submitted_at.until(now))
-                        );
-                    }
-                    let (u, count) = unblocks[i];
-                    if count > 0 {
-                        let _ = write!(
-                            reason,
-                            "; unblocks {count} job{} ({} of work)",
-                            if count == 1 { "" } else { "s" },
-                            crate::time::short(u)
-                        );
-                    }
-                    let (e, from) = q.estimate(p, policy);
-                    let _ = write!(reason, "; takes ~{} ({from})", crate::time::short(e));
-                    if let Readiness::Conflict(why) = &status {
-                        let _ = write!(reason, "; held: {why}");
-                    }
-                }
-                Readiness::Waiting(on) => {
-                    let _ = write!(reason, "waits for {}", on.join(", "));
-                }
-                Readiness::Doomed(why) => reason.push_str(why),
-            }
+            let reason = reason(q, now, policy, &g, &rank, i, &status);
             Ranked {
                 id: p.id,
                 name: p.name.clone(),
@@ -392,79 +549,87 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
     Plan { order }
 }
 
-fn weight_name(w: u32) -> &'static str {
-    match w {
-        3.. => "high",
+fn level_name(level: u32) -> &'static str {
+    match level {
+        OVERDUE.. => "overdue",
+        3 => "high",
         2 => "medium",
         _ => "low",
     }
 }
 
-/// The cycles among waiting jobs (strongly connected components of more than one job,
-/// or a job waiting on itself), by Tarjan's algorithm.
-fn cycles(waits: &[Result<Vec<usize>, String>]) -> Vec<Vec<usize>> {
-    struct T<'a> {
-        g: &'a [Result<Vec<usize>, String>],
-        index: Vec<Option<usize>>,
-        low: Vec<usize>,
-        on: Vec<bool>,
-        stack: Vec<usize>,
-        next: usize,
-        out: Vec<Vec<usize>>,
-    }
-    fn edges(g: &[Result<Vec<usize>, String>], v: usize) -> Vec<usize> {
-        match &g[v] {
-            Ok(w) => w.iter().copied().filter(|&d| d != usize::MAX).collect(),
-            Err(_) => Vec::new(),
-        }
-    }
-    fn visit(t: &mut T, v: usize) {
-        t.index[v] = Some(t.next);
-        t.low[v] = t.next;
-        t.next += 1;
-        t.stack.push(v);
-        t.on[v] = true;
-        for w in edges(t.g, v) {
-            match t.index[w] {
-                None => {
-                    visit(t, w);
-                    t.low[v] = t.low[v].min(t.low[w]);
+/// The reason for one job's place, in words a site admin accepts.
+fn reason(
+    q: &QueueState,
+    now: Timestamp,
+    policy: &Policy,
+    g: &Graph,
+    rank: &[Rank],
+    i: usize,
+    status: &Readiness,
+) -> String {
+    let p = &q.pending[i];
+    let r = &rank[i];
+    let mut s = String::new();
+    match status {
+        Readiness::Ready | Readiness::Conflict(_) => {
+            let _ = write!(s, "{} priority", p.priority);
+            if r.own > p.priority.weight() {
+                let _ = write!(
+                    s,
+                    " (raised to {} after waiting {})",
+                    level_name(r.own),
+                    crate::time::short(p.submitted_at.until(now))
+                );
+            }
+            if r.lender != i && r.level > r.own {
+                let _ = write!(
+                    s,
+                    "; runs as {} because {} waits for it",
+                    level_name(r.level),
+                    q.pending[r.lender].name
+                );
+            }
+            if r.level == OVERDUE {
+                let _ = write!(
+                    s,
+                    "; overdue (waiting over {} goes before later submissions)",
+                    crate::time::short(policy.starvation_bound())
+                );
+            }
+            let waiting = g.dependents[i].len();
+            if waiting > 0 {
+                let _ = write!(
+                    s,
+                    "; {waiting} job{} wait{} for it",
+                    if waiting == 1 { "" } else { "s" },
+                    if waiting == 1 { "s" } else { "" }
+                );
+                if r.chain_len > 0 {
+                    let _ = write!(
+                        s,
+                        " (a chain of {} more, {} in all)",
+                        r.chain_len,
+                        crate::time::short(Duration::from_secs_f64(r.chain_secs))
+                    );
                 }
-                Some(iw) if t.on[w] => t.low[v] = t.low[v].min(iw),
-                _ => {}
+            }
+            let (e, from) = q.estimate(p, policy);
+            let _ = write!(s, "; takes ~{} ({from})", crate::time::short(e));
+            if let Readiness::Conflict(why) = status {
+                let _ = write!(s, "; held: {why}");
             }
         }
-        if Some(t.low[v]) == t.index[v] {
-            let mut comp = Vec::new();
-            while let Some(w) = t.stack.pop() {
-                t.on[w] = false;
-                comp.push(w);
-                if w == v {
-                    break;
-                }
-            }
-            if comp.len() > 1 || edges(t.g, v).contains(&v) {
-                comp.sort();
-                t.out.push(comp);
+        Readiness::Waiting(on) => {
+            const SHOWN: usize = 5;
+            let _ = write!(s, "waits for {}", on[..on.len().min(SHOWN)].join(", "));
+            if on.len() > SHOWN {
+                let _ = write!(s, " and {} more", on.len() - SHOWN);
             }
         }
+        Readiness::Doomed(why) => s.push_str(why),
     }
-    let n = waits.len();
-    let mut t = T {
-        g: waits,
-        index: vec![None; n],
-        low: vec![0; n],
-        on: vec![false; n],
-        stack: Vec::new(),
-        next: 0,
-        out: Vec::new(),
-    };
-    for v in 0..n {
-        if t.index[v].is_none() {
-            visit(&mut t, v);
-        }
-    }
-    t.out
+    s
 }
 
 #[cfg(test)]
@@ -500,10 +665,18 @@ mod tests {
             ..Default::default()
         };
         let p = plan(&q, Timestamp(2000), &Policy::default());
+        // c runs as high (b waits for it), but d, as long and worth more alone, first.
         assert_eq!(ids(&p), vec![4, 3, 1, 2]);
         assert_eq!(
             p.order[3].status,
             Readiness::Waiting(vec!["000003-c".into()])
+        );
+        assert!(
+            p.order[1]
+                .reason
+                .contains("runs as high because 000002-b waits for it"),
+            "{}",
+            p.order[1].reason
         );
         assert_eq!(p.to_start(0, 1), vec![JobId(4)]);
     }
@@ -529,11 +702,39 @@ mod tests {
         );
         let p = plan(&q, Timestamp(10_000), &Policy::default());
         assert_eq!(p.doomed().count(), 2);
+        let why: Vec<&str> = p.doomed().map(|(_, w)| w).collect();
+        assert!(why.contains(&"dependency 000004-zlib failed"), "{why:?}");
         assert!(
-            p.order
-                .iter()
-                .any(|r| r.reason == "dependency 000004-zlib failed")
+            why.contains(&"dependency 000005-hdf5 cannot run"),
+            "{why:?}"
         );
+    }
+
+    #[test]
+    fn a_failed_or_cancelled_after_job_dooms() {
+        let mut q = QueueState {
+            pending: vec![PendingJob {
+                after: vec![JobId(3)],
+                ..job(5, "hdf5", Priority::High, &[])
+            }],
+            ..Default::default()
+        };
+        q.finished.insert(
+            JobId(3),
+            FinishedJob {
+                id: JobId(3),
+                name: "000003-mpich".into(),
+                package: "mpich".into(),
+                outcome: Outcome::Cancelled,
+                finished_at: Timestamp(10),
+            },
+        );
+        let p = plan(&q, Timestamp(10_000), &Policy::default());
+        assert_eq!(
+            p.order[0].status,
+            Readiness::Doomed("dependency 000003-mpich was cancelled".into())
+        );
+        assert!(p.to_start(0, 4).is_empty());
     }
 
     #[test]
@@ -557,16 +758,62 @@ mod tests {
     }
 
     #[test]
-    fn cycles_are_named() {
+    fn cycles_are_named_and_what_waits_on_them_is_doomed() {
         let q = QueueState {
             pending: vec![
                 job(1, "a", Priority::High, &["b"]),
                 job(2, "b", Priority::High, &["a"]),
+                job(3, "c", Priority::High, &["a"]),
+                job(4, "d", Priority::High, &[]),
             ],
             ..Default::default()
         };
         let p = plan(&q, Timestamp(2000), &Policy::default());
-        assert!(p.order.iter().all(|r| matches!(&r.status, Readiness::Doomed(w) if w.contains("cycle: 000001-a → 000002-b"))), "{p:?}");
+        let status = |id: u64| &p.order.iter().find(|r| r.id.0 == id).unwrap().status;
+        for id in [1, 2] {
+            assert!(
+                matches!(status(id), Readiness::Doomed(w) if w == "dependency cycle: 000001-a → 000002-b → 000001-a"),
+                "{p:?}"
+            );
+        }
+        assert!(
+            matches!(status(3), Readiness::Doomed(w) if w.starts_with("dependency 00000")),
+            "{p:?}"
+        );
+        assert_eq!(status(4), &Readiness::Ready);
+    }
+
+    #[test]
+    fn a_job_waiting_on_itself_is_a_cycle() {
+        let q = QueueState {
+            pending: vec![PendingJob {
+                after: vec![JobId(1)],
+                ..job(1, "a", Priority::High, &[])
+            }],
+            ..Default::default()
+        };
+        let p = plan(&q, Timestamp(2000), &Policy::default());
+        assert!(
+            matches!(&p.order[0].status, Readiness::Doomed(w) if w == "dependency cycle: 000001-a → 000001-a"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_long_chain_does_not_overflow_the_stack() {
+        let n = 50_000u64;
+        let pending = (1..=n)
+            .map(|i| PendingJob {
+                after: if i > 1 { vec![JobId(i - 1)] } else { vec![] },
+                ..job(i, &format!("p{i}"), Priority::Low, &[])
+            })
+            .collect();
+        let q = QueueState {
+            pending,
+            ..Default::default()
+        };
+        let p = plan(&q, Timestamp(2000), &Policy::default());
+        assert_eq!(p.to_start(0, 4), vec![JobId(1)]);
     }
 
     #[test]
@@ -594,6 +841,57 @@ mod tests {
             p.order[0].reason.contains("raised to high"),
             "{}",
             p.order[0].reason
+        );
+    }
+
+    #[test]
+    fn overdue_jobs_go_before_later_submissions_in_submission_order() {
+        let policy = Policy::default();
+        let now = Timestamp(1000 + 3 * 4 * 3600 + 10);
+        let mut long = job(2, "llvm", Priority::High, &[]);
+        long.estimate = Some(Duration::from_secs(4 * 3600));
+        let q = QueueState {
+            pending: vec![
+                // Overdue low, submitted at 1001.
+                job(1, "zlib", Priority::Low, &[]),
+                long,
+                // A fresh high job, short.
+                PendingJob {
+                    submitted_at: now,
+                    ..job(3, "bzip2", Priority::High, &[])
+                },
+            ],
+            ..Default::default()
+        };
+        let p = plan(&q, now, &policy);
+        assert_eq!(ids(&p), vec![1, 2, 3]);
+        assert!(
+            p.order[0].reason.contains("overdue"),
+            "{}",
+            p.order[0].reason
+        );
+    }
+
+    #[test]
+    fn history_beats_the_default_and_own_estimates_beat_history() {
+        let mut q = QueueState {
+            pending: vec![job(1, "gcc", Priority::Medium, &[])],
+            ..Default::default()
+        };
+        let policy = Policy::default();
+        assert_eq!(
+            q.estimate(&q.pending[0], &policy),
+            (policy.default_estimate, "the default estimate")
+        );
+        q.history.insert("gcc".into(), Duration::from_secs(7200));
+        assert_eq!(
+            q.estimate(&q.pending[0], &policy),
+            (Duration::from_secs(7200), "past installs")
+        );
+        q.pending[0].estimate = Some(Duration::from_secs(60));
+        assert_eq!(
+            q.estimate(&q.pending[0], &policy),
+            (Duration::from_secs(60), "its own estimate")
         );
     }
 }
