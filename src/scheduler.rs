@@ -11,25 +11,32 @@
 //! silently.
 //!
 //! **Ranking of ready jobs**, first difference wins:
-//! 1. *level*: the job's class (high 3, medium 2, low 1) raised by one for every
-//!    `aging_step` (4 h by default) since submission, up to 4, *overdue*. A job lends
-//!    its level to every job it waits for, directly or through others, so a high job's
-//!    low dependency runs as high (priority inheritance).
-//! 2. among overdue jobs: the oldest submission they serve first (their own, or that of
-//!    the overdue job that waits for them);
-//! 3. the work it opens: the best ratio of priority weight to estimated time along a
-//!    chain of jobs waiting on it (itself included). This is Smith's rule (weighted
-//!    shortest time first) carried along the dependency chain: a short job that a long
-//!    chain waits for goes first, so the chain behind it starts sooner;
-//! 4. its own estimated time, shortest first;
-//! 5. submission order (job ID).
+//! 1. *overdue* first: a job that has waited `overdue_after` (24 h by default) since
+//!    submission, or that such a job waits for, directly or through others; among
+//!    them, the oldest submission they serve first;
+//! 2. *value per hour*: the job's priority weight (high 3, medium 2, low 1) per hour
+//!    of estimated build, counting the jobs it opens: the bundle of the job and the
+//!    jobs waiting on it, taken best first while each raises the bundle's value
+//!    (Sidney's rule for trees). This is Smith's rule, weighted shortest time first,
+//!    carried along the dependency graph: priority is a weight, so a high job goes
+//!    before a low one of the same length, a low job goes first only when it is over
+//!    three times shorter (it then delays the high one by less than a third of the
+//!    high one's own time), and a short library that a long chain waits for goes
+//!    before the chain's rivals because it opens them;
+//! 3. its own estimated time, shortest first;
+//! 4. submission order (job ID).
 //!
-//! **Starvation bound.** Every job is overdue once it has waited 3 × `aging_step`
-//! (12 h by default), whatever its class, and overdue jobs go before all others, oldest
-//! submission first. So once a ready job has waited 3 × `aging_step`, no job submitted
+//! The simulation in `bench/scheduler/` shows why priority is a weight and not a
+//! strict class: on the same queues, strict classes gave a higher priority-weighted
+//! completion time than the old tool's formula, which crossed classes too (through
+//! its bonus for unlocked jobs).
+//!
+//! **Starvation bound.** A job is overdue once it has waited `overdue_after`, whatever
+//! its priority, and overdue jobs go before all others, oldest submission first. So
+//! once a ready job has waited `overdue_after` (24 h by default), no job submitted
 //! after it starts before it, except a job that an earlier submission waits for; it
 //! then waits only for the installs already running and for overdue work submitted
-//! before it. Policy::starvation_bound gives the number; the reason text states it.
+//! before it. [`Policy::starvation_bound`] gives the number; the reason text states it.
 //!
 //! **Cost.** `plan` is O((n + e) log n) for n pending jobs and e dependency edges:
 //! lookups are by hash, doom spreads by one walk over reverse edges, cycles are found by
@@ -38,13 +45,47 @@
 
 use crate::job::{JobId, Priority};
 use crate::time::Timestamp;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
-/// The level of a job that has waited long enough to go before every later submission.
-pub const OVERDUE: u32 = 4;
+/// The Firefox/rustc hash: plenty for job IDs and package names the planner builds
+/// itself, and several times faster than SipHash (10 000 jobs in well under 10 ms).
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// A pending job as the scheduler sees it.
 #[derive(Debug, Clone)]
@@ -104,8 +145,8 @@ pub struct Policy {
     pub max_parallel: usize,
     /// Estimate for a job with none of its own and no history.
     pub default_estimate: Duration,
-    /// Waiting this long raises a job's level by one.
-    pub aging_step: Duration,
+    /// Waiting this long makes a job overdue: it goes before every later submission.
+    pub overdue_after: Duration,
 }
 
 impl Default for Policy {
@@ -113,7 +154,7 @@ impl Default for Policy {
         Policy {
             max_parallel: 1,
             default_estimate: Duration::from_secs(30 * 60),
-            aging_step: Duration::from_secs(4 * 3600),
+            overdue_after: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -122,19 +163,12 @@ impl Policy {
     /// After waiting this long a job is overdue: no later submission starts before it
     /// (except work an earlier submission waits for).
     pub fn starvation_bound(&self) -> Duration {
-        self.aging_step * 3
+        self.overdue_after
     }
 
-    /// A job's own level: its class plus one per `aging_step` waited, at most
-    /// [`OVERDUE`].
-    pub fn level(&self, priority: Priority, submitted_at: Timestamp, now: Timestamp) -> u32 {
-        let steps = submitted_at
-            .until(now)
-            .as_secs()
-            .checked_div(self.aging_step.as_secs())
-            .unwrap_or(0)
-            .min(OVERDUE as u64) as u32;
-        (priority.weight() + steps).min(OVERDUE)
+    /// Whether a job submitted then is overdue now.
+    pub fn overdue(&self, submitted_at: Timestamp, now: Timestamp) -> bool {
+        !self.overdue_after.is_zero() && submitted_at.until(now) >= self.overdue_after
     }
 }
 
@@ -222,23 +256,23 @@ struct Graph {
 
 fn graph(q: &QueueState) -> Graph {
     let n = q.pending.len();
-    let index: HashMap<JobId, usize> = q
+    let index: FastMap<JobId, usize> = q
         .pending
         .iter()
         .enumerate()
         .map(|(i, p)| (p.id, i))
         .collect();
-    let running_index: HashMap<JobId, usize> = q
+    let running_index: FastMap<JobId, usize> = q
         .running
         .iter()
         .enumerate()
         .map(|(i, r)| (r.id, i))
         .collect();
-    let mut by_package: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_package: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, p) in q.pending.iter().enumerate() {
         by_package.entry(p.package.as_str()).or_default().push(i);
     }
-    let mut running_by_package: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut running_by_package: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, r) in q.running.iter().enumerate() {
         running_by_package
             .entry(r.package.as_str())
@@ -293,8 +327,22 @@ fn graph(q: &QueueState) -> Graph {
     }
 
     for cycle in cycles(&waits, &doom) {
-        let names: Vec<&str> = cycle.iter().map(|&i| q.pending[i].name.as_str()).collect();
-        let text = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
+        const SHOWN: usize = 6;
+        let names: Vec<&str> = cycle
+            .iter()
+            .take(SHOWN)
+            .map(|&i| q.pending[i].name.as_str())
+            .collect();
+        let text = if cycle.len() <= SHOWN {
+            format!("dependency cycle: {} → {}", names.join(" → "), names[0])
+        } else {
+            format!(
+                "dependency cycle of {} jobs: {} → … → {}",
+                cycle.len(),
+                names.join(" → "),
+                names[0]
+            )
+        };
         for &i in &cycle {
             doom[i] = Some(text.clone());
         }
@@ -390,10 +438,9 @@ fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
 /// What ranks a live job, computed once per plan.
 #[derive(Debug, Clone, Copy)]
 struct Rank {
-    /// Own level, from class and waiting time.
-    own: u32,
-    /// Level after inheritance, and the job that lends it (itself if none higher).
-    level: u32,
+    /// Overdue, by itself or because an overdue job waits for it (the lender; itself
+    /// if none).
+    overdue: bool,
     lender: usize,
     /// Submission time of the oldest overdue job this one serves (for overdue ordering).
     served_since: Timestamp,
@@ -421,11 +468,9 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let own = policy.level(p.priority, p.submitted_at, now);
             let estimate = q.estimate(p, policy).0;
             Rank {
-                own,
-                level: own,
+                overdue: policy.overdue(p.submitted_at, now),
                 lender: i,
                 served_since: p.submitted_at,
                 chain_weight: p.priority.weight() as f64,
@@ -453,47 +498,62 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
             }
         }
     }
+    let mut bundles: Vec<(f64, f64, usize)> = Vec::new();
     for &j in topo.iter().rev() {
         let mine = rank[j];
         let mut best = mine;
-        let mut best_ratio = mine.ratio();
+        bundles.clear();
         for &d in &g.dependents[j] {
             let theirs = rank[d];
-            if (theirs.level, std::cmp::Reverse(theirs.served_since))
-                > (best.level, std::cmp::Reverse(best.served_since))
-            {
-                best.level = theirs.level;
+            if theirs.overdue && (!best.overdue || theirs.served_since < best.served_since) {
+                best.overdue = true;
                 best.served_since = theirs.served_since;
                 best.lender = theirs.lender;
             }
-            let w = mine.chain_weight + theirs.chain_weight;
-            let s = mine.chain_secs + theirs.chain_secs;
-            if w / s > best_ratio {
-                best_ratio = w / s;
-                best.chain_weight = w;
-                best.chain_secs = s;
-                best.chain_len = theirs.chain_len + 1;
+            bundles.push((theirs.chain_weight, theirs.chain_secs, theirs.chain_len + 1));
+        }
+        // Sidney's rule on a tree: take the dependents' bundles, best ratio first,
+        // while each raises the ratio of the whole.
+        bundles.sort_unstable_by(|a, b| (b.0 / b.1).total_cmp(&(a.0 / a.1)));
+        for &(w, secs, len) in &bundles {
+            if (best.chain_weight + w) / (best.chain_secs + secs) > best.ratio() {
+                best.chain_weight += w;
+                best.chain_secs += secs;
+                best.chain_len += len;
+            } else {
+                break;
             }
+        }
+        // Shared dependents are counted once per path: keep the sums finite (the
+        // ratio is what ranks).
+        if best.chain_secs > 1e12 {
+            best.chain_weight /= 1e6;
+            best.chain_secs /= 1e6;
         }
         rank[j] = best;
     }
 
-    let running_packages: HashSet<&str> = q.running.iter().map(|r| r.package.as_str()).collect();
-    let status: Vec<Readiness> = (0..n)
+    let running_packages: FastSet<&str> = q.running.iter().map(|r| r.package.as_str()).collect();
+    let mut status: Vec<Readiness> = (0..n)
         .map(|i| {
             let p = &q.pending[i];
             if let Some(why) = &g.doom[i] {
                 return Readiness::Doomed(why.clone());
             }
             if !g.waits[i].is_empty() || !g.on_running[i].is_empty() {
-                let mut on: Vec<String> = g.waits[i]
+                // Names begin with the zero-padded ID: sorting by ID sorts the names.
+                let mut on: Vec<(JobId, &str)> = g.waits[i]
                     .iter()
-                    .map(|&d| q.pending[d].name.clone())
-                    .chain(g.on_running[i].iter().map(|&r| q.running[r].name.clone()))
+                    .map(|&d| (q.pending[d].id, q.pending[d].name.as_str()))
+                    .chain(
+                        g.on_running[i]
+                            .iter()
+                            .map(|&r| (q.running[r].id, q.running[r].name.as_str())),
+                    )
                     .collect();
-                on.sort();
+                on.sort_unstable();
                 on.dedup();
-                return Readiness::Waiting(on);
+                return Readiness::Waiting(on.into_iter().map(|(_, n)| n.to_string()).collect());
             }
             if running_packages.contains(p.package.as_str()) {
                 return Readiness::Conflict(format!("another {} job is running", p.package));
@@ -503,37 +563,38 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
         .collect();
 
     let class = |s: &Readiness| match s {
-        Readiness::Ready => 0,
+        Readiness::Ready => 0u8,
         Readiness::Conflict(_) => 1,
         Readiness::Waiting(_) => 2,
         Readiness::Doomed(_) => 3,
     };
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| {
-        let (ra, rb) = (&rank[a], &rank[b]);
-        class(&status[a])
-            .cmp(&class(&status[b]))
-            .then(rb.level.cmp(&ra.level))
-            .then_with(|| {
-                if ra.level == OVERDUE {
-                    ra.served_since.cmp(&rb.served_since)
-                } else {
-                    Ordering::Equal
-                }
-            })
-            .then_with(|| rb.ratio().total_cmp(&ra.ratio()))
-            .then(ra.estimate.cmp(&rb.estimate))
-            .then(q.pending[a].id.cmp(&q.pending[b].id))
-    });
+    // One key per job, compared as a tuple: the ranking of the module doc, in order.
+    // The ratio is positive, so its IEEE bits order like the number.
+    let mut order: Vec<(u8, bool, u64, Reverse<u64>, Duration, JobId, usize)> = (0..n)
+        .map(|i| {
+            let r = &rank[i];
+            (
+                class(&status[i]),
+                !r.overdue,
+                if r.overdue { r.served_since.0 } else { 0 },
+                Reverse(r.ratio().to_bits()),
+                r.estimate,
+                q.pending[i].id,
+                i,
+            )
+        })
+        .collect();
+    order.sort_unstable();
 
     // Among ready jobs, two of one package may not start together: the later is held
     // for this round.
-    let mut taken: HashSet<&str> = HashSet::new();
+    let mut taken: FastSet<&str> = FastSet::default();
     let order = order
         .into_iter()
-        .map(|i| {
+        .map(|key| {
+            let i = key.6;
             let p = &q.pending[i];
-            let mut status = status[i].clone();
+            let mut status = std::mem::replace(&mut status[i], Readiness::Ready);
             if status == Readiness::Ready && !taken.insert(p.package.as_str()) {
                 status = Readiness::Conflict(format!("an earlier {} job goes first", p.package));
             }
@@ -547,15 +608,6 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
         })
         .collect();
     Plan { order }
-}
-
-fn level_name(level: u32) -> &'static str {
-    match level {
-        OVERDUE.. => "overdue",
-        3 => "high",
-        2 => "medium",
-        _ => "low",
-    }
 }
 
 /// The reason for one job's place, in words a site admin accepts.
@@ -574,28 +626,22 @@ fn reason(
     match status {
         Readiness::Ready | Readiness::Conflict(_) => {
             let _ = write!(s, "{} priority", p.priority);
-            if r.own > p.priority.weight() {
-                let _ = write!(
-                    s,
-                    " (raised to {} after waiting {})",
-                    level_name(r.own),
-                    crate::time::short(p.submitted_at.until(now))
-                );
-            }
-            if r.lender != i && r.level > r.own {
-                let _ = write!(
-                    s,
-                    "; runs as {} because {} waits for it",
-                    level_name(r.level),
-                    q.pending[r.lender].name
-                );
-            }
-            if r.level == OVERDUE {
-                let _ = write!(
-                    s,
-                    "; overdue (waiting over {} goes before later submissions)",
-                    crate::time::short(policy.starvation_bound())
-                );
+            if r.overdue {
+                if r.lender == i {
+                    let _ = write!(
+                        s,
+                        "; overdue: waiting {}, over {}, so it goes before later submissions",
+                        crate::time::short(p.submitted_at.until(now)),
+                        crate::time::short(policy.starvation_bound())
+                    );
+                } else {
+                    let _ = write!(
+                        s,
+                        "; overdue: {} waits for it and has waited over {}",
+                        q.pending[r.lender].name,
+                        crate::time::short(policy.starvation_bound())
+                    );
+                }
             }
             let waiting = g.dependents[i].len();
             if waiting > 0 {
@@ -605,14 +651,15 @@ fn reason(
                     if waiting == 1 { "" } else { "s" },
                     if waiting == 1 { "s" } else { "" }
                 );
-                if r.chain_len > 0 {
-                    let _ = write!(
-                        s,
-                        " (a chain of {} more, {} in all)",
-                        r.chain_len,
-                        crate::time::short(Duration::from_secs_f64(r.chain_secs))
-                    );
-                }
+            }
+            let _ = write!(s, "; worth {:.2} priority/hour", r.ratio() * 3600.0);
+            if r.chain_len > 0 {
+                let _ = write!(
+                    s,
+                    " with the {} job{} it opens",
+                    r.chain_len,
+                    if r.chain_len == 1 { "" } else { "s" }
+                );
             }
             let (e, from) = q.estimate(p, policy);
             let _ = write!(s, "; takes ~{} ({from})", crate::time::short(e));
@@ -622,7 +669,13 @@ fn reason(
         }
         Readiness::Waiting(on) => {
             const SHOWN: usize = 5;
-            let _ = write!(s, "waits for {}", on[..on.len().min(SHOWN)].join(", "));
+            s.push_str("waits for ");
+            for (k, name) in on.iter().take(SHOWN).enumerate() {
+                if k > 0 {
+                    s.push_str(", ");
+                }
+                s.push_str(name);
+            }
             if on.len() > SHOWN {
                 let _ = write!(s, " and {} more", on.len() - SHOWN);
             }
@@ -665,7 +718,7 @@ mod tests {
             ..Default::default()
         };
         let p = plan(&q, Timestamp(2000), &Policy::default());
-        // c runs as high (b waits for it), but d, as long and worth more alone, first.
+        // c opens b, but d, as long and of higher priority than c, is worth more.
         assert_eq!(ids(&p), vec![4, 3, 1, 2]);
         assert_eq!(
             p.order[3].status,
@@ -674,7 +727,7 @@ mod tests {
         assert!(
             p.order[1]
                 .reason
-                .contains("runs as high because 000002-b waits for it"),
+                .contains("1 job waits for it; worth 5.00 priority/hour with the 1 job it opens"),
             "{}",
             p.order[1].reason
         );
@@ -817,7 +870,7 @@ mod tests {
     }
 
     #[test]
-    fn same_package_never_twice_and_aging_lifts_low() {
+    fn same_package_never_twice_and_an_overdue_low_goes_first() {
         let mut q = QueueState {
             pending: vec![
                 job(1, "a", Priority::Low, &[]),
@@ -834,11 +887,17 @@ mod tests {
             package: "b".into(),
         });
         q.pending.remove(1);
-        let later = Timestamp(1001 + 8 * 3600 + 1);
+        q.pending.push(PendingJob {
+            submitted_at: Timestamp(1001 + 24 * 3600),
+            ..job(4, "c", Priority::High, &[])
+        });
+        let later = Timestamp(1001 + 24 * 3600 + 1);
         let p = plan(&q, later, &Policy::default());
         assert_eq!(p.to_start(1, 2), vec![JobId(1)]);
         assert!(
-            p.order[0].reason.contains("raised to high"),
+            p.order[0]
+                .reason
+                .contains("overdue: waiting 1d00h, over 1d00h"),
             "{}",
             p.order[0].reason
         );
@@ -847,7 +906,7 @@ mod tests {
     #[test]
     fn overdue_jobs_go_before_later_submissions_in_submission_order() {
         let policy = Policy::default();
-        let now = Timestamp(1000 + 3 * 4 * 3600 + 10);
+        let now = Timestamp(1000 + 24 * 3600 + 10);
         let mut long = job(2, "llvm", Priority::High, &[]);
         long.estimate = Some(Duration::from_secs(4 * 3600));
         let q = QueueState {
