@@ -570,7 +570,8 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
     };
     // One key per job, compared as a tuple: the ranking of the module doc, in order.
     // The ratio is positive, so its IEEE bits order like the number.
-    let mut order: Vec<(u8, bool, u64, Reverse<u64>, Duration, JobId, usize)> = (0..n)
+    type Key = (u8, bool, u64, Reverse<u64>, Duration, JobId, usize);
+    let mut order: Vec<Key> = (0..n)
         .map(|i| {
             let r = &rank[i];
             (
