@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod executor;
+pub mod history;
 pub mod identity;
 pub mod job;
 pub mod logging;

@@ -25,6 +25,8 @@ pub struct FinishedIndex {
     latest: HashMap<Box<str>, (u64, Outcome, Option<Timestamp>)>,
     /// `finished_at` of records read so far.
     times: RefCell<HashMap<u64, Timestamp>>,
+    /// Successful jobs by package, for estimates from history.
+    done_by_package: HashMap<Box<str>, Vec<u64>>,
 }
 
 impl FinishedIndex {
@@ -49,6 +51,10 @@ impl FinishedIndex {
         match outcome {
             Outcome::Done => {
                 self.done.insert(name.id.0);
+                self.done_by_package
+                    .entry(name.package.as_str().into())
+                    .or_default()
+                    .push(name.id.0);
             }
             _ => {
                 self.bad
@@ -65,6 +71,11 @@ impl FinishedIndex {
         if name.id.0 >= e.0 {
             *e = (name.id.0, outcome, at);
         }
+    }
+
+    /// The IDs of a package's successful jobs (for estimates from history).
+    pub fn done_ids(&self, package: &str) -> Option<&[u64]> {
+        self.done_by_package.get(package).map(Vec::as_slice)
     }
 
     pub fn contains(&self, id: JobId) -> bool {

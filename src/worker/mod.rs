@@ -105,6 +105,8 @@ pub struct Worker {
     unreadable: HashSet<String>,
     running: BTreeMap<JobId, Running>,
     finished: FinishedIndex,
+    /// Estimates from past installs, read from `done/` once per package and new job.
+    history: std::cell::RefCell<crate::history::History>,
     next_id: u64,
     /// IDs reserved in `counter` but not yet used.
     reserved_until: u64,
@@ -191,6 +193,7 @@ impl Worker {
             unreadable: HashSet::new(),
             running: BTreeMap::new(),
             finished: FinishedIndex::default(),
+            history: Default::default(),
             next_id: 1,
             reserved_until: 0,
             recent: VecDeque::new(),
@@ -855,12 +858,26 @@ impl Worker {
     }
 
     fn queue_state(&self) -> QueueState {
-        queue::build(
+        let mut q = queue::build(
             &self.spool,
             self.pending.values(),
             self.running.values().map(|r| &r.job),
             &self.finished,
-        )
+        );
+        // Jobs without an estimate of their own: the median of past installs.
+        for job in self.pending.values() {
+            if job.submission().is_some_and(|s| s.estimated_time.is_none())
+                && !q.history.contains_key(&job.meta.package)
+                && let Some(ids) = self.finished.done_ids(&job.meta.package)
+                && let Some(d) =
+                    self.history
+                        .borrow_mut()
+                        .estimate(&self.spool, &job.meta.package, ids)
+            {
+                q.history.insert(job.meta.package.clone(), d);
+            }
+        }
+        q
     }
 
     fn plan(&self) -> scheduler::Plan {
