@@ -319,14 +319,21 @@ fn graph(q: &QueueState) -> Graph {
         on_running[i].dedup();
     }
 
+    // Everything below walks jobs in ID order, so the plan does not depend on the order
+    // of `q.pending` (names in reasons, ties in sums).
+    let id = |i: &usize| q.pending[*i].id;
     let mut dependents = vec![Vec::new(); n];
     for (i, w) in waits.iter().enumerate() {
         for &j in w {
             dependents[j].push(i);
         }
     }
+    for d in &mut dependents {
+        d.sort_unstable_by_key(id);
+    }
 
-    for cycle in cycles(&waits, &doom) {
+    for mut cycle in cycles(&waits, &doom) {
+        cycle.sort_unstable_by_key(id);
         const SHOWN: usize = 6;
         let names: Vec<&str> = cycle
             .iter()
@@ -349,7 +356,9 @@ fn graph(q: &QueueState) -> Graph {
     }
 
     // Doom spreads to everything that waits, directly or not, on a doomed job.
-    let mut queue: VecDeque<usize> = (0..n).filter(|&i| doom[i].is_some()).collect();
+    let mut seeds: Vec<usize> = (0..n).filter(|&i| doom[i].is_some()).collect();
+    seeds.sort_unstable_by_key(id);
+    let mut queue: VecDeque<usize> = seeds.into();
     while let Some(d) = queue.pop_front() {
         for &i in &dependents[d] {
             if doom[i].is_none() {
@@ -371,7 +380,7 @@ fn graph(q: &QueueState) -> Graph {
 
 /// The cycles among waiting jobs that are not doomed already: strongly connected
 /// components of more than one job, or a job waiting on itself (Tarjan's algorithm,
-/// iterative so a long chain cannot overflow the stack). Each cycle is sorted.
+/// iterative so a long chain cannot overflow the stack).
 fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
     const NONE: usize = usize::MAX;
     let n = waits.len();
@@ -426,7 +435,6 @@ fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
                     }
                 }
                 if comp.len() > 1 || waits[v].contains(&v) {
-                    comp.sort_unstable();
                     out.push(comp);
                 }
             }

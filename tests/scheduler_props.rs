@@ -1,0 +1,308 @@
+//! Properties of the scheduler over generated queues, simulated with `plan` and
+//! `Plan::to_start` exactly as the worker calls them: a job never starts before what it
+//! depends on, related jobs never run side by side, nothing waits silently for ever, no
+//! job is passed by later submissions beyond the documented bound, and the ranking is
+//! deterministic.
+
+use proptest::prelude::*;
+use spack_installer::job::{JobId, Priority};
+use spack_installer::scheduler::{
+    FinishedJob, Outcome, PendingJob, Plan, Policy, QueueState, Readiness, RunningJob, plan,
+};
+use spack_installer::time::Timestamp;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const PACKAGES: &[&str] = &[
+    "zlib", "bzip2", "hdf5", "netcdf", "gcc", "openmpi", "cmake", "boost",
+];
+const T0: u64 = 1_800_000_000;
+
+#[derive(Debug, Clone)]
+struct Spec {
+    package: usize,
+    priority: Priority,
+    deps: Vec<usize>,
+    after: Vec<usize>,
+    estimate: Option<u64>,
+    actual: u64,
+    /// Seconds before the simulation starts that it was submitted.
+    age: u64,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0..PACKAGES.len(),
+        prop_oneof![
+            Just(Priority::High),
+            Just(Priority::Medium),
+            Just(Priority::Low)
+        ],
+        prop::collection::vec(0..PACKAGES.len(), 0..3),
+        prop::collection::vec(0usize..40, 0..2),
+        prop::option::of(60u64..8 * 3600),
+        60u64..8 * 3600,
+        0u64..40 * 3600,
+    )
+        .prop_map(
+            |(package, priority, deps, after, estimate, actual, age)| Spec {
+                package,
+                priority,
+                deps: deps.into_iter().filter(|&d| d != package).collect(),
+                after,
+                estimate,
+                actual,
+                age,
+            },
+        )
+}
+
+/// Jobs in ID order; submission times increase with the ID, as the worker assigns them.
+fn queue(specs: &[Spec]) -> Vec<PendingJob> {
+    let mut ages: Vec<u64> = specs.iter().map(|s| s.age).collect();
+    ages.sort_unstable_by(|a, b| b.cmp(a));
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let id = i as u64 + 1;
+            PendingJob {
+                id: JobId(id),
+                name: format!("{id:06}-{}", PACKAGES[s.package]),
+                package: PACKAGES[s.package].to_string(),
+                priority: s.priority,
+                dependencies: s.deps.iter().map(|&d| PACKAGES[d].to_string()).collect(),
+                // `after` names earlier jobs only, as intake requires.
+                after: s
+                    .after
+                    .iter()
+                    .filter(|&&a| (a as u64) < i as u64)
+                    .map(|&a| JobId(a as u64 + 1))
+                    .collect(),
+                estimate: s.estimate.map(Duration::from_secs),
+                submitted_at: Timestamp(T0 - ages[i]),
+            }
+        })
+        .collect()
+}
+
+fn status_of<'a>(p: &'a Plan, id: JobId) -> &'a Readiness {
+    &p.order.iter().find(|r| r.id == id).unwrap().status
+}
+
+/// Run the queue to the end with `m` builders, checking every decision.
+fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
+    let policy = Policy {
+        max_parallel: m,
+        ..Policy::default()
+    };
+    let jobs = queue(specs);
+    let actual: HashMap<JobId, u64> = jobs
+        .iter()
+        .zip(specs)
+        .map(|(j, s)| (j.id, s.actual))
+        .collect();
+    let mut q = QueueState {
+        pending: jobs.clone(),
+        ..Default::default()
+    };
+    let mut running: Vec<(u64, RunningJob)> = Vec::new();
+    let mut outcome: HashMap<JobId, Outcome> = HashMap::new();
+    let mut t = T0;
+    for _ in 0..10 * jobs.len() + 10 {
+        let now = Timestamp(t);
+        let p = plan(&q, now, &policy);
+        // Determinism: the same state, in another order, ranks the same.
+        let mut shuffled = QueueState {
+            pending: q.pending.iter().rev().cloned().collect(),
+            running: q.running.clone(),
+            finished: q.finished.clone(),
+            latest_by_package: q.latest_by_package.clone(),
+            history: q.history.clone(),
+        };
+        shuffled.running.reverse();
+        let again = plan(&shuffled, now, &policy);
+        prop_assert_eq!(&p.order, &again.order);
+
+        // The worker fails doomed jobs.
+        for (r, _) in p.doomed() {
+            let job = q.pending.iter().find(|j| j.id == r.id).unwrap().clone();
+            outcome.insert(job.id, Outcome::Failed);
+            let f = FinishedJob {
+                id: job.id,
+                name: job.name.clone(),
+                package: job.package.clone(),
+                outcome: Outcome::Failed,
+                finished_at: now,
+            };
+            q.finished.insert(job.id, f.clone());
+            q.latest_by_package.insert(job.package.clone(), f);
+        }
+        let doomed: Vec<JobId> = p.doomed().map(|(r, _)| r.id).collect();
+        q.pending.retain(|j| !doomed.contains(&j.id));
+        let p = if doomed.is_empty() {
+            p
+        } else {
+            plan(&q, now, &policy)
+        };
+
+        let starts = p.to_start(running.len(), m);
+        for id in &starts {
+            let job = q.pending.iter().find(|j| j.id == *id).unwrap();
+            // Never before what it depends on.
+            for a in &job.after {
+                prop_assert_eq!(
+                    outcome.get(a),
+                    Some(&Outcome::Done),
+                    "{} started before job {}",
+                    job.name,
+                    a
+                );
+            }
+            for d in &job.dependencies {
+                prop_assert!(
+                    !q.pending.iter().any(|o| o.id != job.id && &o.package == d),
+                    "{} started while a {} job is pending",
+                    job.name,
+                    d
+                );
+                prop_assert!(
+                    !running.iter().any(|(_, r)| &r.package == d),
+                    "{} started while a {} job runs",
+                    job.name,
+                    d
+                );
+            }
+            // Never beside a job of its own package, running or starting.
+            prop_assert!(
+                !running.iter().any(|(_, r)| r.package == job.package),
+                "two {} jobs at once",
+                job.package
+            );
+            prop_assert_eq!(
+                starts
+                    .iter()
+                    .filter(
+                        |s| q.pending.iter().find(|j| j.id == **s).unwrap().package == job.package
+                    )
+                    .count(),
+                1
+            );
+            // Starvation bound: a ready job overdue by itself is passed only by earlier
+            // submissions or by work an earlier submission waits for.
+            for y in &q.pending {
+                if y.id != job.id
+                    && !starts.contains(&y.id)
+                    && *status_of(&p, y.id) == Readiness::Ready
+                    && policy.overdue(y.submitted_at, now)
+                    && y.submitted_at < job.submitted_at
+                {
+                    let reason = &p.order.iter().find(|r| r.id == *id).unwrap().reason;
+                    let lender = reason
+                        .split("overdue: ")
+                        .nth(1)
+                        .and_then(|r| r.split(' ').next())
+                        .and_then(|n| q.pending.iter().find(|j| j.name == n));
+                    prop_assert!(
+                        lender.is_some_and(|l| l.submitted_at <= y.submitted_at),
+                        "{} (submitted {}) started before the overdue {} (submitted {}): {}",
+                        job.name,
+                        job.submitted_at,
+                        y.name,
+                        y.submitted_at,
+                        reason
+                    );
+                }
+            }
+        }
+        for id in starts {
+            let i = q.pending.iter().position(|j| j.id == id).unwrap();
+            let job = q.pending.remove(i);
+            let r = RunningJob {
+                id: job.id,
+                name: job.name.clone(),
+                package: job.package.clone(),
+            };
+            q.running.push(r.clone());
+            running.push((t + actual[&job.id], r));
+        }
+        if running.is_empty() {
+            // Nothing runs and nothing started: the queue must be empty, never stuck.
+            prop_assert!(
+                q.pending.is_empty(),
+                "stuck with nothing running: {:?}",
+                p.order
+            );
+            return Ok(());
+        }
+        // The next install ends.
+        running.sort_by_key(|(end, r)| (*end, r.id));
+        let (end, r) = running.remove(0);
+        t = end;
+        q.running.retain(|x| x.id != r.id);
+        outcome.insert(r.id, Outcome::Done);
+        let f = FinishedJob {
+            id: r.id,
+            name: r.name.clone(),
+            package: r.package.clone(),
+            outcome: Outcome::Done,
+            finished_at: Timestamp(t),
+        };
+        q.finished.insert(r.id, f.clone());
+        q.latest_by_package.insert(r.package.clone(), f);
+    }
+    prop_assert!(false, "the simulation did not end");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn orders_hold_and_the_queue_never_sticks(specs in prop::collection::vec(spec(), 1..25), m in 1usize..5) {
+        simulate(&specs, m)?;
+    }
+}
+
+#[test]
+fn a_job_behind_the_bound_goes_before_every_later_submission() {
+    // A low, long job submitted a day ago; a stream of short high jobs since.
+    let policy = Policy::default();
+    let now = Timestamp(T0);
+    let mut pending = vec![PendingJob {
+        id: JobId(1),
+        name: "000001-llvm".into(),
+        package: "llvm".into(),
+        priority: Priority::Low,
+        dependencies: vec![],
+        after: vec![],
+        estimate: Some(Duration::from_secs(4 * 3600)),
+        submitted_at: Timestamp(T0 - policy.starvation_bound().as_secs()),
+    }];
+    for i in 2..50u64 {
+        pending.push(PendingJob {
+            id: JobId(i),
+            name: format!("{i:06}-lib{i}"),
+            package: format!("lib{i}"),
+            priority: Priority::High,
+            dependencies: vec![],
+            after: vec![],
+            estimate: Some(Duration::from_secs(60)),
+            submitted_at: Timestamp(T0 - 3600 + i),
+        });
+    }
+    let q = QueueState {
+        pending,
+        ..Default::default()
+    };
+    let p = plan(&q, now, &policy);
+    assert_eq!(p.to_start(0, 1), vec![JobId(1)]);
+    assert!(
+        p.order[0].reason.contains("overdue"),
+        "{}",
+        p.order[0].reason
+    );
+    // One second earlier it is not overdue, and the short high jobs go first.
+    let p = plan(&q, Timestamp(T0 - 1), &policy);
+    assert_ne!(p.to_start(0, 1), vec![JobId(1)]);
+}
