@@ -86,7 +86,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
         .collect()
 }
 
-fn status_of<'a>(p: &'a Plan, id: JobId) -> &'a Readiness {
+fn status_of(p: &Plan, id: JobId) -> &Readiness {
     &p.order.iter().find(|r| r.id == id).unwrap().status
 }
 
