@@ -48,44 +48,12 @@ use crate::time::Timestamp;
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
-/// The Firefox/rustc hash: plenty for job IDs and package names the planner builds
-/// itself, and several times faster than SipHash (10 000 jobs in well under 10 ms).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
-type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+/// The rustc hash: plenty for job IDs and package names the planner builds itself, and
+/// several times faster than SipHash (10 000 jobs are ranked in milliseconds).
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+type FastSet<K> = HashSet<K, rustc_hash::FxBuildHasher>;
 
 /// A pending job as the scheduler sees it.
 #[derive(Debug, Clone)]

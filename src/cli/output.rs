@@ -8,34 +8,8 @@ use crate::time::Timestamp;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 use std::io::IsTerminal;
-use std::path::Path;
 
-/// Spack's `[n/m]` progress.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Progress {
-    pub done: u32,
-    pub total: u32,
-}
-
-/// The last `==> Installing ... [n/m]` of a log. Best effort: Spack's output changes
-/// between versions, and nothing depends on this but the display.
-pub fn progress(log: &Path) -> Option<Progress> {
-    let text = crate::worker::tail(log, 16 * 1024)?;
-    text.lines().rev().find_map(parse_progress)
-}
-
-pub fn parse_progress(line: &str) -> Option<Progress> {
-    let rest = line.strip_prefix("==> Installing ")?;
-    let open = rest.rfind('[')?;
-    let (done, total) = rest[open + 1..]
-        .trim_end()
-        .strip_suffix(']')?
-        .split_once('/')?;
-    Some(Progress {
-        done: done.trim().parse().ok()?,
-        total: total.trim().parse().ok()?,
-    })
-}
+pub use crate::executor::progress::{Progress, parse_progress, progress};
 
 /// One job, as `status --json` and `show --json` print it.
 #[derive(Debug, Clone, Serialize)]

@@ -8,6 +8,7 @@
 
 pub mod dry_run;
 pub mod local;
+pub mod progress;
 pub mod slurm;
 
 use crate::error::Result;

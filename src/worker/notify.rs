@@ -61,7 +61,7 @@ pub fn heartbeat(spool: &Spool, state: WorkerState, running: &[JobName], every: 
         return;
     }
     let line = status_line(state, running, |n| {
-        crate::cli::output::progress(&spool.log_path(n)).map(|p| (p.done, p.total))
+        crate::executor::progress::progress(&spool.log_path(n)).map(|p| (p.done, p.total))
     });
     let status = NotifyState::Status(&line);
     match state {
