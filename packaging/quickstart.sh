@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-bin=target/release/spack-installer
+bin="${CARGO_TARGET_DIR:-target}/release/spack-installer"
 export SPACK_INSTALLER_SPOOL="$PWD/quickstart-spool"
+mkdir -p target
 export SPACK_INSTALLER_CONFIG="$PWD/target/quickstart-config.toml"
 if [ -t 1 ]; then b=$'\033[1m' n=$'\033[0m'; else b='' n=''; fi
 say() { printf '\n%s$ %s%s\n' "$b" "$*" "$n"; }
