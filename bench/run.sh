@@ -28,6 +28,7 @@ need=()
 command -v nq >/dev/null || need+=(nq)
 command -v tsp >/dev/null || need+=(task-spooler)
 command -v cc >/dev/null || need+=(gcc)
+command -v strace >/dev/null || need+=(strace)
 if ((${#need[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
         echo "installing ${need[*]}" >&2

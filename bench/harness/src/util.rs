@@ -65,7 +65,11 @@ pub fn run(cmd: &mut Command, capture: bool) -> Result<Run, String> {
         ));
     }
     let exited = libc::WIFEXITED(status);
-    let code = if exited { libc::WEXITSTATUS(status) } else { -1 };
+    let code = if exited {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
     Ok(Run {
         wall,
         ended_ns,
