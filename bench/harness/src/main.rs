@@ -238,6 +238,14 @@ impl Spool {
         for (k, v) in env {
             c.env(k, v);
         }
+        // The worker dies with the harness, however the harness ends.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = c
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -354,19 +362,132 @@ fn bench_submit(o: &Opts, z: &Sizes, r: &mut Report) {
     ));
     let n = z.submit_n;
     let warm = 5;
+    // Every tool takes its turn within each round, so all see the same disk and load.
     let mut job_text = String::new();
-    let ours = submit_series(o, o.work.join("submit"), n, warm, &mut job_text);
-    r.cmd("spack-installer --spool S submit --no-wait sN");
-    let (ours_nowait, spool) = match ours {
-        Ok((v, s)) => (ms_cell(&v), Some(s)),
-        Err(e) => (na(&e), None),
+    let ours_spool = Spool::create(o, o.work.join("submit"), "").and_then(|s| {
+        job_text = template_text(&s)?;
+        Ok(s)
+    });
+    let shm_spool = o
+        .shm
+        .as_ref()
+        .map(|d| Spool::create(o, d.join("submit"), ""));
+    let nq_dir = o.work.join("nq-submit");
+    let _ = fs::remove_dir_all(&nq_dir);
+    let tsp = have("tsp").then(|| Tsp::new(&o.work, "tsp-submit"));
+    let tsp_up = tsp
+        .as_ref()
+        .map(|t| run_ok(t.cmd().args(["-S", "1"])).map(|_| ()));
+    let floor_dir = o.work.join("floor");
+    let shm_floor = o.shm.as_ref().map(|d| d.join("floor"));
+    for d in std::iter::once(&floor_dir).chain(shm_floor.as_ref()) {
+        let _ = fs::remove_dir_all(d);
+        let _ = fs::create_dir_all(d);
+    }
+    type Step<'a> = Box<dyn Fn(usize) -> Result<util::Run, String> + 'a>;
+    let mut series: Vec<(&str, Result<Step, String>, Vec<f64>)> = Vec::new();
+    let jt = job_text.clone();
+    series.push((
+        "ours",
+        match &ours_spool {
+            Ok(s) => Ok(Box::new(move |i| {
+                run_ok(&mut s.cmd(&["submit", "--no-wait", &format!("s{i}")]))
+            })),
+            Err(e) => Err(e.clone()),
+        },
+        vec![],
+    ));
+    series.push((
+        "nq",
+        if have("nq") {
+            Ok(Box::new(|_| run_ok(nq(&nq_dir).args(["-q", "true"]))))
+        } else {
+            Err("nq not installed".into())
+        },
+        vec![],
+    ));
+    series.push((
+        "tsp",
+        match (&tsp, &tsp_up) {
+            (Some(t), Some(Ok(()))) => Ok(Box::new(move |_| run_ok(t.cmd().arg("true")))),
+            (_, Some(Err(e))) => Err(e.clone()),
+            _ => Err("tsp not installed".into()),
+        },
+        vec![],
+    ));
+    let floor_step = |dir: PathBuf, text: String| -> Result<Step, String> {
+        if text.is_empty() {
+            return Err("no job text from submit".into());
+        }
+        Ok(Box::new(move |_| {
+            run_ok(Command::new(&o.floor).arg(&dir).arg(&text))
+        }))
     };
+    series.push(("floor", floor_step(floor_dir.clone(), jt.clone()), vec![]));
+    series.push((
+        "true",
+        Ok(Box::new(|_| run_ok(&mut Command::new("/bin/true")))),
+        vec![],
+    ));
+    if let (Some(sp), Some(fd)) = (&shm_spool, &shm_floor) {
+        series.push((
+            "ours-tmpfs",
+            match sp {
+                Ok(s) => Ok(Box::new(move |i| {
+                    run_ok(&mut s.cmd(&["submit", "--no-wait", &format!("s{i}")]))
+                })),
+                Err(e) => Err(e.clone()),
+            },
+            vec![],
+        ));
+        series.push(("floor-tmpfs", floor_step(fd.clone(), jt.clone()), vec![]));
+    }
+    for i in 0..n + warm {
+        for (_, step, v) in series.iter_mut() {
+            let Ok(f) = step else { continue };
+            match f(i) {
+                Ok(x) if i >= warm => v.push(ms(x.wall)),
+                Ok(_) => {}
+                Err(e) => *step = Err(e),
+            }
+        }
+    }
+    let mut cells: std::collections::HashMap<&str, Cell> = series
+        .into_iter()
+        .map(|(k, step, v)| {
+            (
+                k,
+                match step {
+                    Ok(_) => ms_cell(&v),
+                    Err(e) => na(&e),
+                },
+            )
+        })
+        .collect();
+    let _ = run(nq(&nq_dir).arg("-w"), false);
+    if let Some(t) = &tsp {
+        let _ = run(t.cmd().arg("-w"), false);
+        t.kill();
+    }
+    let mut take = |k: &str| cells.remove(k).unwrap_or_else(|| text("—"));
+    let (ours_nowait, nq_cell, tsp_cell, floor_cell, exec_cell) = (
+        take("ours"),
+        take("nq"),
+        take("tsp"),
+        take("floor"),
+        take("true"),
+    );
+    let (ours_tmpfs, floor_tmpfs) = (take("ours-tmpfs"), take("floor-tmpfs"));
+    r.cmd("spack-installer --spool S submit --no-wait sN");
+    r.cmd("NQDIR=D nq -q true");
+    r.cmd("TS_SOCKET=F TS_SLOTS=1 tsp true   (server already running)");
+    r.cmd("bench/floor D \"$(job text)\"   (write temp + fsync + rename + fsync dir)");
 
     // The default: a worker runs, submit waits for its receipt to print the job's ID.
     let mut accepted = 0;
-    let ours_wait = match spool {
-        None => na("no spool"),
-        Some(s) => (|| -> Result<Cell, String> {
+    let ours_wait = match ours_spool {
+        Err(e) => na(&e),
+        Ok(s) => (|| -> Result<Cell, String> {
             for e in fs::read_dir(s.dir("incoming"))
                 .map_err(|e| e.to_string())?
                 .flatten()
@@ -397,62 +518,10 @@ fn bench_submit(o: &Opts, z: &Sizes, r: &mut Report) {
         .unwrap_or_else(|e| na(&e)),
     };
     r.cmd("spack-installer --spool S submit wN   (a worker running: waits for the receipt)");
-
-    let nq_cell = if have("nq") {
-        let dir = o.work.join("nq-submit");
-        let _ = fs::remove_dir_all(&dir);
-        let res = (|| -> Result<Cell, String> {
-            let mut v = Vec::new();
-            for i in 0..n + warm {
-                let x = run_ok(nq(&dir).args(["-q", "true"]))?;
-                if i >= warm {
-                    v.push(ms(x.wall));
-                }
-            }
-            let _ = run(nq(&dir).arg("-w"), false);
-            Ok(ms_cell(&v))
-        })();
-        res.unwrap_or_else(|e| na(&e))
-    } else {
-        na("nq not installed")
-    };
-    r.cmd("NQDIR=D nq -q true");
-
-    let tsp_cell = if have("tsp") {
-        let t = Tsp::new(&o.work, "tsp-submit");
-        let res = (|| -> Result<Cell, String> {
-            run_ok(t.cmd().args(["-S", "1"]))?;
-            let mut v = Vec::new();
-            for i in 0..n + warm {
-                let x = run_ok(t.cmd().arg("true"))?;
-                if i >= warm {
-                    v.push(ms(x.wall));
-                }
-            }
-            let _ = run(t.cmd().arg("-w"), false);
-            Ok(ms_cell(&v))
-        })();
-        t.kill();
-        res.unwrap_or_else(|e| na(&e))
-    } else {
-        na("tsp not installed")
-    };
-    r.cmd("TS_SOCKET=F TS_SLOTS=1 tsp true   (server already running)");
-
-    let floor_cell = floor_series(o, &o.work.join("floor"), &job_text, n, warm);
-    r.cmd("bench/floor D \"$(job text)\"   (write temp + fsync + rename + fsync dir)");
-
-    let exec_cell = (|| -> Result<Cell, String> {
-        let mut v = Vec::new();
-        for i in 0..n + warm {
-            let x = run_ok(&mut Command::new("/bin/true"))?;
-            if i >= warm {
-                v.push(ms(x.wall));
-            }
-        }
-        Ok(ms_cell(&v))
-    })()
-    .unwrap_or_else(|e| na(&e));
+    if let Some(d) = &o.shm {
+        let _ = fs::remove_dir_all(d.join("submit"));
+        let _ = fs::remove_dir_all(d.join("floor"));
+    }
 
     let nowait_val = ours_nowait.val;
     let floor_val = floor_cell.val;
@@ -475,22 +544,15 @@ fn bench_submit(o: &Opts, z: &Sizes, r: &mut Report) {
         text("—"),
         exec_cell,
     );
-    if let Some(shm) = &o.shm {
-        let mut t = String::new();
-        let ours = submit_series(o, shm.join("submit"), n, warm, &mut t)
-            .map(|(v, _)| ms_cell(&v))
-            .unwrap_or_else(|e| na(&e));
-        let floor = floor_series(o, &shm.join("floor"), &t, n, warm);
-        r.fig("submit_tmpfs", ours.val);
+    if o.shm.is_some() {
+        r.fig("submit_tmpfs", ours_tmpfs.val);
         r.row(
             "submit --no-wait, spool on tmpfs (fsync costs nothing)",
-            ours,
+            ours_tmpfs,
             text("—"),
             text("—"),
-            floor,
+            floor_tmpfs,
         );
-        let _ = fs::remove_dir_all(shm.join("submit"));
-        let _ = fs::remove_dir_all(shm.join("floor"));
     }
     r.target(
         "submit under 3 ms median",
@@ -509,53 +571,20 @@ fn bench_submit(o: &Opts, z: &Sizes, r: &mut Report) {
     );
 }
 
-/// `submit --no-wait` N times (after `warm` unmeasured runs) on a fresh spool at `root`, no
-/// worker running; `job_text` gets the bytes one submit wrote.
-fn submit_series(
-    o: &Opts,
-    root: PathBuf,
-    n: usize,
-    warm: usize,
-    job_text: &mut String,
-) -> Result<(Vec<f64>, Spool), String> {
-    let s = Spool::create(o, root, "")?;
+/// The bytes `submit` writes for one job: submit one (no worker runs) and read it back.
+fn template_text(s: &Spool) -> Result<String, String> {
     run_ok(&mut s.cmd(&["submit", "--no-wait", "template"]))?;
     for e in fs::read_dir(s.dir("incoming"))
         .map_err(|e| e.to_string())?
         .flatten()
     {
         if e.file_name().to_string_lossy().ends_with(".toml") {
-            *job_text = fs::read_to_string(e.path()).unwrap_or_default();
+            let t = fs::read_to_string(e.path()).map_err(|e| e.to_string())?;
+            let _ = fs::remove_file(e.path());
+            return Ok(t);
         }
     }
-    let mut v = Vec::new();
-    for i in 0..n + warm {
-        let x = run_ok(&mut s.cmd(&["submit", "--no-wait", &format!("s{i}")]))?;
-        if i >= warm {
-            v.push(ms(x.wall));
-        }
-    }
-    Ok((v, s))
-}
-
-/// The fsync floor program N times in `dir` with the same bytes as a submit.
-fn floor_series(o: &Opts, dir: &Path, job_text: &str, n: usize, warm: usize) -> Cell {
-    if job_text.is_empty() {
-        return na("no job text from submit");
-    }
-    let _ = fs::remove_dir_all(dir);
-    let _ = fs::create_dir_all(dir);
-    (|| -> Result<Cell, String> {
-        let mut v = Vec::new();
-        for i in 0..n + warm {
-            let x = run_ok(Command::new(&o.floor).arg(dir).arg(job_text))?;
-            if i >= warm {
-                v.push(ms(x.wall));
-            }
-        }
-        Ok(ms_cell(&v))
-    })()
-    .unwrap_or_else(|e| na(&e))
+    Err("submit wrote no file".into())
 }
 
 // ---- 2. pick-up latency -------------------------------------------------------------
@@ -798,29 +827,59 @@ fn drain_nq(o: &Opts, m: usize) -> Result<Duration, String> {
     Ok(t0.elapsed())
 }
 
-fn drain_tsp(o: &Opts, m: usize) -> Result<Duration, String> {
+/// task-spooler keeps each waiting job as a client process with a connection to the
+/// server, and the server takes about 1 000 at most: jobs are queued with `-B` (fail
+/// instead of block when full), and once it is full the gate opens and the rest are queued
+/// while it drains. Returns the time and how many jobs were queued before the gate opened.
+fn drain_tsp(o: &Opts, m: usize) -> Result<(Duration, usize), String> {
     let t = Tsp::new(&o.work, "tsp-drain");
     let gate = o.work.join("tsp-drain.gate");
     let _ = fs::remove_file(&gate);
-    let res = (|| -> Result<Duration, String> {
+    let res = (|| -> Result<(Duration, usize), String> {
         run_ok(t.cmd().args(["-S", "1"]))?;
-        let job = |spec: &str| -> Result<(), String> {
-            run_ok(
-                t.cmd()
-                    .env("SPACK_BENCH_GATE", &gate)
-                    .arg(&o.noop)
-                    .args(["install", spec]),
-            )
-            .map(|_| ())
+        let job = |spec: &str, nonblock: bool| -> Result<util::Run, String> {
+            let mut c = t.cmd();
+            c.env("SPACK_BENCH_GATE", &gate);
+            if nonblock {
+                c.arg("-B");
+            }
+            run(c.arg(&o.noop).args(["install", spec]), false)
         };
-        job("gate")?;
-        for i in 0..m {
-            job(&format!("d{i}"))?;
+        let x = job("gate", false)?;
+        if !x.ok {
+            return Err(format!("tsp exited with {}", x.code));
         }
-        let t0 = Instant::now();
-        fs::write(&gate, "").map_err(|e| e.to_string())?;
+        let mut t0 = None;
+        let mut before = m;
+        for i in 0..m {
+            let spec = format!("d{i}");
+            if t0.is_none() {
+                let x = job(&spec, true)?;
+                if x.ok {
+                    continue;
+                }
+                if x.code != 2 {
+                    return Err(format!("tsp -B exited with {}", x.code));
+                }
+                before = i;
+                t0 = Some(Instant::now());
+                fs::write(&gate, "").map_err(|e| e.to_string())?;
+            }
+            let x = job(&spec, false)?;
+            if !x.ok {
+                return Err(format!("tsp exited with {}", x.code));
+            }
+        }
+        let t0 = match t0 {
+            Some(t) => t,
+            None => {
+                let t = Instant::now();
+                fs::write(&gate, "").map_err(|e| e.to_string())?;
+                t
+            }
+        };
         run_ok(t.cmd().arg("-w"))?;
-        Ok(t0.elapsed())
+        Ok((t0.elapsed(), before))
     })();
     t.kill();
     res
@@ -903,7 +962,15 @@ fn bench_drain(o: &Opts, z: &Sizes, r: &mut Report) {
     };
     r.cmd("NQDIR=D nq -q noop install dN ...; open the gate; nq -w");
     let tsp_d = if have("tsp") {
-        drain_tsp(o, m)
+        drain_tsp(o, m).map(|(d, before)| {
+            if before < m {
+                r.note(format!(
+                    "task-spooler refused more than {before} waiting jobs (each is a client process holding a connection to its server); the gate opened then and the other {} were queued while it drained",
+                    m - before
+                ));
+            }
+            d
+        })
     } else {
         Err("tsp not installed".into())
     };
