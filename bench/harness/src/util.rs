@@ -136,11 +136,13 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 /// CPU time (ns, from schedstat) and context switches, summed over a process's threads.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ProcSample {
     pub cpu_ns: u64,
     pub switches: u64,
     pub rss_kib: u64,
+    /// Context switches of each thread, by thread id: (name, switches).
+    pub threads: std::collections::BTreeMap<u32, (String, u64)>,
 }
 
 pub fn sample(pid: u32) -> Option<ProcSample> {
@@ -155,17 +157,26 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
                 .unwrap_or(0);
         }
         if let Ok(st) = fs::read_to_string(p.join("status")) {
+            let mut n = 0;
             for l in st.lines() {
                 if l.starts_with("voluntary_ctxt_switches:")
                     || l.starts_with("nonvoluntary_ctxt_switches:")
                 {
-                    s.switches += l
+                    n += l
                         .split_whitespace()
                         .nth(1)
                         .and_then(|x| x.parse::<u64>().ok())
                         .unwrap_or(0);
                 }
             }
+            s.switches += n;
+            let tid = t
+                .file_name()
+                .to_str()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            let name = fs::read_to_string(p.join("comm")).unwrap_or_default();
+            s.threads.insert(tid, (name.trim().to_string(), n));
         }
     }
     let st = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
