@@ -1178,6 +1178,7 @@ fn bench_status(o: &Opts, z: &Sizes, r: &mut Report) {
         let (js_ms, js_rss, _) = measure_status(&s, &["status", "--json"], reps)?;
         let (all_ms, all_rss, all_out) = measure_status(&s, &["status", "--all", "--json"], reps)?;
         r.fig("status_all_us_per_job", Some(all_ms * 1e3 / (d + p) as f64));
+        r.fig("status_all_mib", Some(all_rss as f64 / 1024.0));
         let parsed = serde_json::from_str::<serde_json::Value>(&all_out)
             .ok()
             .and_then(|v| v.get("jobs").and_then(|j| j.as_array()).map(|a| a.len()));
@@ -1222,7 +1223,7 @@ fn bench_status(o: &Opts, z: &Sizes, r: &mut Report) {
                 "status of active jobs independent of finished jobs",
                 Some(!listed),
                 format!(
-                    "strace: `status` {} done/ and opened {opened} file(s) in it (the worker's recent list); {timing}",
+                    "strace: `status` {} done/ (it opened {opened} record(s) in it: those the worker lists as recent); {timing}",
                     if listed { "LISTS" } else { "never lists" }
                 ),
             ),
@@ -1343,7 +1344,7 @@ fn bench_idle(o: &Opts, z: &Sizes, r: &mut Report) {
         text("—"),
     );
     r.row(
-        &format!("wake-ups (context switches, all threads) over {secs} s"),
+        &format!("wake-ups (voluntary context switches, all threads) over {secs} s"),
         ours_wake,
         nodaemon(),
         wake(&t0, &t1, tsp_why),
@@ -1379,7 +1380,7 @@ fn bench_idle(o: &Opts, z: &Sizes, r: &mut Report) {
         .join(", ");
     if !breakdown.is_empty() {
         r.note(format!(
-            "idle worker's context switches by thread over {secs} s: {breakdown} (the first is the main loop)"
+            "idle worker's wake-ups (voluntary context switches) by thread over {secs} s: {breakdown} (the first is the main loop)"
         ));
     }
     r.target(
@@ -1389,7 +1390,7 @@ fn bench_idle(o: &Opts, z: &Sizes, r: &mut Report) {
         cv.zip(wv)
             .map(|(c, w)| {
                 format!(
-                    "{c:.2} ms CPU in {secs} s; {w:.0} context switches in all ({breakdown}); the main loop's timers (rescan every 10 s, heartbeat every 30 s) account for {timers}"
+                    "{c:.2} ms CPU in {secs} s; {w:.0} wake-ups in all ({breakdown}); the main loop's timers (rescan every 10 s, heartbeat every 30 s) account for {timers}"
                 )
             })
             .unwrap_or_default(),
@@ -1613,7 +1614,7 @@ fn analysis(r: &Report) -> String {
     let _ = writeln!(
         s,
         "- **Idle**: {} ms of CPU in the window: the main loop wakes only for its two timers (the \
-         rescan safety net every 10 s, the heartbeat every 30 s). The extra context switches are \
+         rescan safety net every 10 s, the heartbeat every 30 s). The other wake-ups are \
          the `notify-rs inotify` thread: the `notify` crate watches `incoming/` with a fixed mask \
          that includes IN_OPEN, IN_MODIFY, IN_ATTRIB, IN_DELETE and IN_MOVED_FROM, so the \
          worker's own listing of `incoming/` at each rescan (and every user's `status`, which \
@@ -1628,12 +1629,15 @@ fn analysis(r: &Report) -> String {
          `status --all --json`): about half in `Job::from_toml`, which parses each record into a \
          `toml::Table` and then converts three parts of it again (`[job]`, `[state]`, the body) and \
          re-validates the spec; about a fifth reading the files; a tenth in `JobView::of`'s \
-         `log.exists()` (one statx per job); 7 % writing JSON. For the core: deserialize a record in \
+         `log.exists()` (one statx per job); 7 % writing JSON. Its peak memory, {} MiB, is every view collected and the whole \
+         document built in one `String` (`serde_json::to_string_pretty`) before printing. For the core: deserialize a record in \
          one pass into one struct (no intermediate `Table`, no re-validation of a worker-written \
          record), list `logs/` once into a set instead of a stat per job, and read the finished \
-         directories on all cores (`std::thread::scope`). Plain `status` is not affected: it never \
+         directories on all cores (`std::thread::scope`); write the JSON to a locked, buffered \
+         stdout as it goes (`serde_json::to_writer`). Plain `status` is not affected: it never \
          lists `done/` (checked with strace above).",
-        f("status_all_us_per_job", 1)
+        f("status_all_us_per_job", 1),
+        f("status_all_mib", 0)
     );
     let _ = writeln!(
         s,
@@ -1671,8 +1675,9 @@ the same spool on tmpfs where fsync is free, which separates the file system's c
 `status --all --json` run repeatedly (one warm-up run; page cache warm); peak RSS is `ru_maxrss` from \
 `wait4`. `status` without `--all` must not read `done/`: the first row has no finished jobs at all.
 - **Idle**: the worker started on an empty spool with its default intervals; CPU time is the sum of \
-`/proc/PID/task/*/schedstat` run time, wake-ups the sum of voluntary and involuntary context switches of \
-all its threads, over the window. nq has no daemon. The tsp figure is its server process.
+`/proc/PID/task/*/schedstat` run time, wake-ups the sum of the voluntary context switches (each one a sleep) \
+of all its threads, over the window; involuntary ones are preemptions by other work and are not counted. \
+The target is judged on the main loop's thread. nq has no daemon. The tsp figure is its server process.
 - **Scheduler**: `spack_installer::scheduler::plan` called in process on generated queues (bench/harness/src/rank.rs).
 ";
 

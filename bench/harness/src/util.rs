@@ -135,7 +135,8 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// CPU time (ns, from schedstat) and context switches, summed over a process's threads.
+/// CPU time (ns, from schedstat) and wake-ups (voluntary context switches), summed over a
+/// process's threads.
 #[derive(Debug, Clone, Default)]
 pub struct ProcSample {
     pub cpu_ns: u64,
@@ -159,9 +160,9 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
         if let Ok(st) = fs::read_to_string(p.join("status")) {
             let mut n = 0;
             for l in st.lines() {
-                if l.starts_with("voluntary_ctxt_switches:")
-                    || l.starts_with("nonvoluntary_ctxt_switches:")
-                {
+                // A voluntary switch is a sleep, so one wake-up; involuntary ones are
+                // preemptions by other work on the machine.
+                if l.starts_with("voluntary_ctxt_switches:") {
                     n += l
                         .split_whitespace()
                         .nth(1)
