@@ -546,6 +546,7 @@ fn bench_submit(o: &Opts, z: &Sizes, r: &mut Report) {
     );
     if o.shm.is_some() {
         r.fig("submit_tmpfs", ours_tmpfs.val);
+        r.fig("submit_floor_tmpfs", floor_tmpfs.val);
         r.row(
             "submit --no-wait, spool on tmpfs (fsync costs nothing)",
             ours_tmpfs,
@@ -1571,15 +1572,18 @@ fn analysis(r: &Report) -> String {
     let per_fsync = r.figs.get("submit_floor").map(|x| x / 2.0);
     let _ = writeln!(
         s,
-        "- **Submit (3 ms)**: the floor alone, two fsyncs and a rename with nothing else, takes {} ms on \
-         this disk, so 3 ms is below what the disk allows for a durable submit; ours is {} ms, within \
-         the 3× of the floor. With the fsync cost removed (spool on tmpfs) ours is {} ms. nq and tsp \
-         are faster because their submit does not wait for the disk (nq fsyncs its job file in the \
-         forked child, after the submit command has returned; the tsp server keeps its queue in \
-         memory): a crash can lose a job they reported as queued.",
-        f("submit_floor", 2),
+        "- **Submit (3 ms, 3× the floor)**: ours {} ms against {} ms for the floor, the two fsyncs \
+         and a rename alone. The 3 ms target sits just above what this disk allows, so whether a \
+         run meets it is decided by the disk's load at that moment, not by the queue. The queue's \
+         own share shows on tmpfs, where fsync is free: {} ms against the floor's {} ms, the \
+         difference being the start-up of a larger binary, argument parsing and validation. nq \
+         and tsp return sooner because their submit waits for no disk flush (nq fsyncs its job \
+         file in the forked child, after the command has returned; the tsp server keeps its \
+         queue in memory): a crash can lose a job they reported as queued.",
         f("submit", 2),
-        f("submit_tmpfs", 2)
+        f("submit_floor", 2),
+        f("submit_tmpfs", 2),
+        f("submit_floor_tmpfs", 2)
     );
     let (fi, fr) = r
         .fsyncs
