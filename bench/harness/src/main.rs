@@ -1666,8 +1666,9 @@ for every tool alike. `--no-wait` returns once the job file is durable (temp fil
 receipt so it can print the job's ID: that figure includes the worker's intake (its own fsyncs). nq's and \
 tsp's submit commands wait for no fsync.
 - **Pick-up**: the queue idle, one job at a time; the harness takes CLOCK_REALTIME when the submit process \
-has been reaped, the no-op records CLOCK_REALTIME as it starts; the difference is the pick-up. nq and tsp \
-fork the job before their submit command exits, so their figure may be negative.
+has been reaped, the no-op records CLOCK_REALTIME as it starts; the difference is the pick-up. A figure can be \
+negative: nq and tsp fork the job before their submit command exits, and our worker is woken by the \
+rename, before `submit` has fsynced the directory and exited (on tmpfs it often wins that race).
 - **Drain**: a gate job (the no-op waiting for a file) holds the queue while N no-op jobs are queued behind \
 it; the clock runs from creating the gate file until the queue is empty: `worker run --until-idle` exits \
 (every job in `done/`), `nq -w` returns, `tsp -w` returns. The floor is the same N no-op commands in a \
