@@ -211,6 +211,10 @@ impl Worker {
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
         };
+        // The last finished jobs, from the previous worker's status, before it is replaced.
+        if let Some(old) = WorkerStatus::read(&w.spool) {
+            w.recent = old.recent.into_iter().take(RECENT).collect();
+        }
         w.write_status(WorkerState::Starting);
         let rec = recovery::recover(&w.spool)?;
         for a in &rec.actions {
@@ -224,9 +228,6 @@ impl Worker {
         w.process_claims(rec.claims);
         for ticket in rec.requests {
             w.process_request(&ticket);
-        }
-        if let Some(old) = WorkerStatus::read(&w.spool) {
-            w.recent = old.recent.into_iter().take(RECENT).collect();
         }
         w.paused = Paused::read(&w.spool).is_some();
         tracing::info!(
