@@ -252,6 +252,15 @@ fn the_last_finished_jobs_survive_a_worker_restart() {
     s.drain();
     s.drain();
     let v: serde_json::Value = serde_json::from_str(&s.ok(&["status", "--json"])).unwrap();
-    let names: Vec<&str> = v["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["000001-zlib"], "status after a restart still lists the last finished job");
+    let names: Vec<&str> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["000001-zlib"],
+        "status after a restart still lists the last finished job"
+    );
 }

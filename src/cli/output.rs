@@ -49,6 +49,13 @@ pub struct JobView {
 
 impl JobView {
     pub fn of(spool: &Spool, dir: Dir, job: &Job, now: Timestamp) -> JobView {
+        let has_log = spool.log_path(&job.name()).exists();
+        Self::with_log(spool, dir, job, now, has_log)
+    }
+
+    /// As [`JobView::of`], when the caller already knows whether the job has a log (it
+    /// listed `logs/` once instead of asking once per job).
+    pub fn with_log(spool: &Spool, dir: Dir, job: &Job, now: Timestamp, has_log: bool) -> JobView {
         let name = job.name();
         let st = &job.state;
         // The directory is the truth; a rejected file says so itself.
@@ -96,7 +103,7 @@ impl JobView {
             },
             argv: st.argv.clone(),
             file: spool.job_path(dir, &name).display().to_string(),
-            log: log.exists().then(|| log.display().to_string()),
+            log: has_log.then(|| log.display().to_string()),
             ticket: Some(job.meta.ticket.clone()),
             slurm: st.slurm.clone(),
         }

@@ -11,6 +11,8 @@ use crate::spool::status::{Liveness, Paused, WorkerStatus};
 use crate::spool::{Dir, store};
 use crate::time::{Timestamp, short};
 use serde::Serialize;
+use std::collections::HashSet;
+use std::io::Write;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -79,10 +81,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     }
     let view = collect(ctx, &a)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&view).expect("serializes")
-        );
+        // Streamed: a history of 100 000 jobs is never one string in memory.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &view).expect("serializes");
+        let _ = writeln!(out);
     } else {
         print_human(&view, a.verbose);
     }
@@ -184,22 +186,43 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
     })
 }
 
-/// Read the jobs of one directory; a file that moved meanwhile is looked for again.
+/// Read the jobs of one directory, on every core (`--all` reads the whole history); a
+/// file that moved meanwhile is looked for again.
 fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        match store::read(&ctx.spool, dir, name) {
-            Ok(job) => out.push(JobView::of(&ctx.spool, dir, &job, now)),
+    let logs: HashSet<String> = std::fs::read_dir(ctx.spool.dir(Dir::Logs))
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let read_one = |name: &JobName| -> Option<JobView> {
+        let (d, job) = match store::read(&ctx.spool, dir, name) {
+            Ok(job) => (dir, job),
             Err(_) => {
-                if let Ok(Some((d, n))) = store::locate(&ctx.spool, name.id)
-                    && let Ok(job) = store::read(&ctx.spool, d, &n)
-                {
-                    out.push(JobView::of(&ctx.spool, d, &job, now));
-                }
+                let (d, n) = store::locate(&ctx.spool, name.id).ok()??;
+                (d, store::read(&ctx.spool, d, &n).ok()?)
             }
-        }
+        };
+        let has_log = logs.contains(&job.name().log_name());
+        Some(JobView::with_log(&ctx.spool, d, &job, now, has_log))
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if names.len() < 256 || threads == 1 {
+        return names.iter().filter_map(read_one).collect();
     }
-    out
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| s.spawn(|| part.iter().filter_map(read_one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().expect("a reader thread panicked"))
+            .collect()
+    })
 }
 
 fn print_human(v: &StatusView, verbose: bool) {

@@ -384,32 +384,56 @@ impl Job {
 
     /// Parse a canonical record written by the worker.
     pub fn from_toml(text: &str) -> Result<Job, JobError> {
-        let mut t: toml::Table =
+        let r: RecordRepr =
             toml::from_str(text).map_err(|e| JobError::Syntax(toml_message(&e, text)))?;
-        let section = |t: &mut toml::Table, key: &str| {
-            t.remove(key)
-                .ok_or_else(|| JobError::Invalid(format!("the record has no [{key}] section")))
-        };
-        let meta: Meta = section(&mut t, "job")?
-            .try_into()
-            .map_err(|e: toml::de::Error| JobError::Invalid(format!("[job]: {}", e.message())))?;
-        let state: StateInfo = section(&mut t, "state")?
-            .try_into()
-            .map_err(|e: toml::de::Error| JobError::Invalid(format!("[state]: {}", e.message())))?;
-        let body = if state.state == State::Rejected {
-            let original = match t.remove("original") {
-                Some(toml::Value::String(s)) => s,
-                _ => String::new(),
-            };
-            Body::Rejected { original }
+        let body = if r.state.state == State::Rejected {
+            Body::Rejected {
+                original: r.original.unwrap_or_default(),
+            }
         } else {
-            let file: JobFile = toml::Value::Table(t)
-                .try_into()
-                .map_err(|e: toml::de::Error| JobError::Invalid(e.message().to_string()))?;
+            let spec = r
+                .spec
+                .ok_or_else(|| JobError::Invalid("the record has no spec".into()))?;
+            let file = JobFile {
+                spec,
+                priority: r.priority,
+                dependencies: r.dependencies,
+                after: r.after,
+                estimated_time: r.estimated_time,
+                timeout: r.timeout,
+                note: r.note,
+                retry_of: r.retry_of,
+            };
             Body::Valid(file.validate()?)
         };
-        Ok(Job { meta, state, body })
+        Ok(Job {
+            meta: r.job,
+            state: r.state,
+            body,
+        })
     }
+}
+
+/// A record as written, read in one pass (`status --all` reads every record of the
+/// spool). Its top-level keys are [`JobFile`]'s, which the worker wrote, plus `original`
+/// for rejected files; `record_round_trips` checks the two lists agree.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRepr {
+    spec: Option<String>,
+    priority: Option<Priority>,
+    #[serde(default)]
+    dependencies: Vec<String>,
+    #[serde(default, deserialize_with = "id::deserialize_refs")]
+    after: Vec<JobId>,
+    estimated_time: Option<Span>,
+    timeout: Option<Span>,
+    note: Option<String>,
+    #[serde(default, deserialize_with = "id::deserialize_opt_ref")]
+    retry_of: Option<JobId>,
+    original: Option<String>,
+    job: Meta,
+    state: StateInfo,
 }
 
 /// A request file (`*.request.toml`): ask the worker to act on a job or on the queue.
