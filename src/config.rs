@@ -105,8 +105,6 @@ pub struct SlurmConfig {
     pub time_limit: Duration,
     /// More sbatch options, as separate arguments.
     pub extra_args: Vec<String>,
-    /// Submit jobs whose parents are already in Slurm with `--dependency=afterok:...`.
-    pub submit_ahead: bool,
 }
 
 impl Default for SlurmConfig {
@@ -120,7 +118,6 @@ impl Default for SlurmConfig {
             max_jobs: 10,
             time_limit: Duration::from_secs(24 * 3600),
             extra_args: Vec::new(),
-            submit_ahead: false,
         }
     }
 }

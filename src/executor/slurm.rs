@@ -226,11 +226,6 @@ impl SlurmExecutor {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o2750))
                 .at("chmod", &dir)?;
         }
-        if cfg.slurm.value.submit_ahead {
-            tracing::warn!(
-                "slurm.submit_ahead is not implemented yet: each job is submitted once its dependencies have finished"
-            );
-        }
         Ok(SlurmExecutor {
             spool: spool.clone(),
             cfg: cfg.slurm.value.clone(),
