@@ -89,6 +89,21 @@ struct Running {
     killed: bool,
 }
 
+impl Running {
+    /// An install that started (or was found running) at `started`, not being stopped.
+    fn new(job: Job, handle: Handle, started: Instant, deadline: Option<Instant>) -> Running {
+        Running {
+            job,
+            handle,
+            started,
+            deadline,
+            stop: None,
+            term_sent: None,
+            killed: false,
+        }
+    }
+}
+
 pub struct Worker {
     spool: Spool,
     cfg: Config,
@@ -1018,15 +1033,7 @@ impl Worker {
                 self.record_placement(&mut job, &handle);
                 self.running.insert(
                     id,
-                    Running {
-                        job,
-                        handle,
-                        started,
-                        deadline: timeout.map(|t| started + t),
-                        stop: None,
-                        term_sent: None,
-                        killed: false,
-                    },
+                    Running::new(job, handle, started, timeout.map(|t| started + t)),
                 );
                 self.write_status(self.current_state());
             }
@@ -1037,18 +1044,15 @@ impl Worker {
                 );
                 self.running.insert(
                     id,
-                    Running {
+                    Running::new(
                         job,
-                        handle: Handle {
+                        Handle {
                             pgid: None,
                             slurm: None,
                         },
                         started,
-                        deadline: None,
-                        stop: None,
-                        term_sent: None,
-                        killed: false,
-                    },
+                        None,
+                    ),
                 );
                 self.on_exit(id, Exit::NotStarted);
             }
@@ -1160,14 +1164,11 @@ impl Worker {
                 self.deferred_exits.push((id, exit));
                 self.running.insert(
                     id,
+                    // Already ended: no deadline, and nothing left to kill.
                     Running {
-                        job,
-                        handle: r.handle,
-                        started: r.started,
-                        deadline: None,
                         stop: r.stop,
-                        term_sent: None,
                         killed: true,
+                        ..Running::new(job, r.handle, r.started, None)
                     },
                 );
             }
@@ -1221,18 +1222,8 @@ impl Worker {
             })? {
                 Reattach::Attached(handle) => {
                     self.record_placement(&mut job, &handle);
-                    self.running.insert(
-                        id,
-                        Running {
-                            job,
-                            handle,
-                            started: Instant::now(),
-                            deadline: None,
-                            stop: None,
-                            term_sent: None,
-                            killed: false,
-                        },
-                    );
+                    self.running
+                        .insert(id, Running::new(job, handle, Instant::now(), None));
                 }
                 Reattach::NeverSubmitted => {
                     tracing::warn!(job = %name, "Slurm never got it; requeueing by the usual rule");
