@@ -231,6 +231,9 @@ fn retry_failed_and_cleanup() {
 #[test]
 fn submit_several_chain_file_and_duplicates() {
     let s = TestSpool::new();
+    // A paused worker takes jobs into pending/ and starts none.
+    let w = s.spawn_worker(&[]);
+    s.ok(&["pause"]);
     let out = s.ok(&[
         "submit",
         "--json",
@@ -243,14 +246,22 @@ fn submit_several_chain_file_and_duplicates() {
     let lines: Vec<serde_json::Value> = out.lines().map(json).collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[1]["spec"], "hdf5@1.14 +mpi");
+    wait_until("three pending", Duration::from_secs(10), || {
+        s.ls("pending").len() == 3
+    });
     let dup = s.ok(&["submit", "--json", "zlib"]);
     assert_eq!(json(&dup)["outcome"], "duplicate", "{dup}");
+    assert_eq!(json(&dup)["job"], "000001-zlib", "{dup}");
     let forced = s.ok(&["submit", "--json", "--force", "zlib"]);
-    assert_eq!(json(&forced)["outcome"], "queued");
+    assert_eq!(json(&forced)["outcome"], "accepted");
     let stack = s.dir.path().join("stack.toml");
     fs::write(&stack, "[[job]]\nspec = \"cmake\"\n\n[[job]]\nspec = \"llvm\"\ndependencies = [\"cmake\"]\npriority = \"high\"\n").unwrap();
     s.ok(&["submit", "--file", stack.to_str().unwrap()]);
-    s.drain();
+    s.ok(&["resume"]);
+    wait_until("all six done", Duration::from_secs(20), || {
+        s.ls("done").len() == 6
+    });
+    drop(w);
     let order = s.install_order();
     let pos = |p: &str| order.iter().position(|x| x == p).unwrap();
     assert!(

@@ -244,7 +244,8 @@ fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
     Ok(stack.job)
 }
 
-/// Specs already pending, running or waiting in incoming/: (name, state, spec).
+/// Specs of jobs pending or running: (name, state, spec). Files still in `incoming/` are
+/// not read: a burst of submissions would make each one slower than the last.
 fn queued_specs(ctx: &Ctx) -> Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for dir in [Dir::Pending, Dir::Running] {
@@ -256,16 +257,6 @@ fn queued_specs(ctx: &Ctx) -> Result<Vec<(String, String, String)>> {
                     job.spec_text().to_string(),
                 ));
             }
-        }
-    }
-    for ticket in store::list_incoming(&ctx.spool)? {
-        if store::is_request_ticket(&ticket) {
-            continue;
-        }
-        if let Some(f) =
-            store::read_incoming(&ctx.spool, &ticket).and_then(|t| JobFile::parse(&t).ok())
-        {
-            out.push((ticket.clone(), "incoming".into(), f.spec));
         }
     }
     Ok(out)
