@@ -49,14 +49,8 @@ pub struct JobView {
 
 impl JobView {
     pub fn of(spool: &Spool, dir: Dir, job: &Job, now: Timestamp) -> JobView {
-        let has_log = spool.log_path(&job.name()).exists();
-        Self::with_log(spool, dir, job, now, has_log)
-    }
-
-    /// As [`JobView::of`], when the caller already knows whether the job has a log (it
-    /// listed `logs/` once instead of asking once per job).
-    pub fn with_log(spool: &Spool, dir: Dir, job: &Job, now: Timestamp, has_log: bool) -> JobView {
         let name = job.name();
+        let has_log = spool.log_path(&name).exists();
         let st = &job.state;
         // The directory is the truth; a rejected file says so itself.
         let state = match (dir.state(), st.state) {

@@ -11,7 +11,6 @@ use crate::spool::status::{Liveness, Paused, WorkerStatus};
 use crate::spool::{Dir, store};
 use crate::time::{Timestamp, short};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -189,12 +188,6 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
 /// Read the jobs of one directory, on every core (`--all` reads the whole history); a
 /// file that moved meanwhile is looked for again.
 fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
-    let logs: HashSet<String> = std::fs::read_dir(ctx.spool.dir(Dir::Logs))
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default();
     let read_one = |name: &JobName| -> Option<JobView> {
         let (d, job) = match store::read(&ctx.spool, dir, name) {
             Ok(job) => (dir, job),
@@ -203,8 +196,8 @@ fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<Job
                 (d, store::read(&ctx.spool, d, &n).ok()?)
             }
         };
-        let has_log = logs.contains(&job.name().log_name());
-        Some(JobView::with_log(&ctx.spool, d, &job, now, has_log))
+        // One stat per job read: listing logs/ instead would cost as much as all history.
+        Some(JobView::of(&ctx.spool, d, &job, now))
     };
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
