@@ -264,3 +264,27 @@ fn the_last_finished_jobs_survive_a_worker_restart() {
         "status after a restart still lists the last finished job"
     );
 }
+
+#[test]
+fn the_worker_prunes_receipts_older_than_a_day() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib", "cmake"]);
+    s.drain();
+    let receipts = s.ls("receipts");
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
+    // Age one of them by two days.
+    let old = s.path(&format!("receipts/{}", receipts[0]));
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+    s.drain();
+    assert_eq!(
+        s.ls("receipts"),
+        vec![receipts[1].clone()],
+        "the old receipt goes, the fresh one stays"
+    );
+}

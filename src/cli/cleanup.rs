@@ -6,7 +6,6 @@ use super::Ctx;
 use crate::error::{Error, Result};
 use crate::spool::{Dir, store};
 use crate::time::Timestamp;
-use std::time::{Duration, SystemTime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -45,21 +44,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             removed.push(format!("{}/{}", dir.name(), name.file_name()));
         }
     }
-    let receipts = ctx.spool.dir(Dir::Receipts);
-    let day_ago = SystemTime::now() - Duration::from_secs(86_400);
-    let mut receipts_removed = 0;
-    for e in std::fs::read_dir(&receipts)
-        .map_err(|e| Error::io("list", &receipts, e))?
-        .flatten()
-    {
-        if e.metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < day_ago)
-        {
-            if !a.dry_run {
-                std::fs::remove_file(e.path()).map_err(|err| permission(ctx, &e.path(), err))?;
-            }
-            receipts_removed += 1;
+    let old = crate::spool::intake::old_receipts(&ctx.spool)?;
+    let receipts_removed = old.len();
+    if !a.dry_run {
+        for path in &old {
+            std::fs::remove_file(path).map_err(|err| permission(ctx, path, err))?;
         }
     }
     if !a.dry_run {

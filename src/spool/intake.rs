@@ -59,6 +59,25 @@ pub enum Outcome {
     Invalid,
 }
 
+/// How long a receipt is kept: long enough for any `submit` to read it.
+pub const RECEIPT_AGE: Duration = Duration::from_secs(86_400);
+
+/// The receipts older than [`RECEIPT_AGE`]: what the worker prunes, and `cleanup` too.
+pub fn old_receipts(spool: &Spool) -> Result<Vec<std::path::PathBuf>> {
+    let dir = spool.dir(Dir::Receipts);
+    let cutoff = std::time::SystemTime::now() - RECEIPT_AGE;
+    Ok(std::fs::read_dir(&dir)
+        .at("list", &dir)?
+        .flatten()
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff)
+        })
+        .map(|e| e.path())
+        .collect())
+}
+
 impl Receipt {
     pub fn read(spool: &Spool, ticket: &str) -> Option<Receipt> {
         let text = std::fs::read_to_string(spool.receipt_path(ticket)).ok()?;

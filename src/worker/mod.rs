@@ -42,6 +42,8 @@ use std::time::{Duration, Instant};
 /// Files found by a rescan (not named by an event) must be this old, so a file that a
 /// `cp` is still writing is not taken early.
 pub const SETTLE: Duration = Duration::from_secs(2);
+/// How often the worker removes old receipts (and once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How many finished jobs `worker.toml` lists.
 const RECENT: usize = 10;
 
@@ -138,6 +140,8 @@ pub struct Worker {
     stuck_claims: Vec<(JobId, String)>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
+    /// When old receipts were last removed.
+    last_prune: Instant,
     /// When files skipped as unsettled by the last scan will have settled.
     settle_scan_at: Option<Instant>,
     /// Install exits whose outcome could not be recorded yet: retried after backoff.
@@ -221,6 +225,7 @@ impl Worker {
             backoff: Duration::from_secs(1),
             stuck_claims: Vec::new(),
             settle_scan_at: None,
+            last_prune: now,
             dirty: true,
             deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
@@ -258,6 +263,7 @@ impl Worker {
 
     /// Run until told to stop (or, with `until_idle`, until nothing is runnable).
     pub fn run(mut self) -> Result<()> {
+        self.prune_receipts();
         self.intake_scan(Some(SETTLE));
         self.write_status(self.current_state());
         notify::ready();
@@ -310,6 +316,9 @@ impl Worker {
                 }
                 self.intake_scan(Some(SETTLE));
                 self.track_cluster();
+                if now >= self.last_prune + PRUNE_EVERY {
+                    self.prune_receipts();
+                }
             } else if !names.is_empty() {
                 names.sort();
                 names.dedup();
@@ -325,6 +334,20 @@ impl Worker {
         self.write_status(WorkerState::Stopped);
         tracing::info!("worker stopped");
         Ok(())
+    }
+
+    /// Receipts are a courtesy for `submit`: remove those older than a day (spool-layout.md,
+    /// *Receipts*), so `receipts/` does not grow by one file per submission for ever.
+    fn prune_receipts(&mut self) {
+        self.last_prune = Instant::now();
+        match intake::old_receipts(&self.spool) {
+            Ok(old) => {
+                for path in old {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Err(e) => tracing::warn!("receipts not pruned: {e}"),
+        }
     }
 
     fn current_state(&self) -> WorkerState {
