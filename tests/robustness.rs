@@ -10,10 +10,6 @@ use std::process::Command;
 use std::time::Duration;
 use support::{TestSpool, wait_until};
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 #[test]
 fn without_inotify_the_rescan_finds_jobs() {
     let s = TestSpool::new();
@@ -163,15 +159,21 @@ impl Drop for SmallFs {
     }
 }
 
-#[test]
-fn a_full_disk_fails_submit_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small file system needs root");
-        return;
+/// A spool on its own 256 KiB tmpfs, or `None` (said, not silent) when not root.
+fn small_spool(test: &str) -> Option<(SmallFs, TestSpool)> {
+    if !support::root_or_skip(test, "it mounts a small tmpfs") {
+        return None;
     }
     let small = SmallFs::new("256k");
     let spool_dir = tempfile::tempdir_in(small.dir.path()).unwrap();
-    let s = TestSpool::in_dir(spool_dir, "");
+    Some((small, TestSpool::in_dir(spool_dir, "")))
+}
+
+#[test]
+fn a_full_disk_fails_submit_cleanly() {
+    let Some((small, s)) = small_spool("a_full_disk_fails_submit_cleanly") else {
+        return;
+    };
     let filler = small.fill();
     let out = s.run(&["submit", "zlib"]);
     assert_eq!(out.status.code(), Some(1));
@@ -191,13 +193,10 @@ fn a_full_disk_fails_submit_cleanly() {
 
 #[test]
 fn a_full_disk_holds_the_worker_back_until_space_returns() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small file system needs root");
+    let Some((small, s)) = small_spool("a_full_disk_holds_the_worker_back_until_space_returns")
+    else {
         return;
-    }
-    let small = SmallFs::new("256k");
-    let spool_dir = tempfile::tempdir_in(small.dir.path()).unwrap();
-    let s = TestSpool::in_dir(spool_dir, "");
+    };
     s.ok(&["submit", "zlib"]);
     s.ok(&["submit", "cmake"]);
     let filler = small.fill();

@@ -7,6 +7,7 @@
 
 #[path = "security/site.rs"]
 mod site;
+mod support;
 
 use site::{GROUP, SERVICE, Site, mode, root_or_skip, users, wait_until};
 use std::fs;

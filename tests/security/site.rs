@@ -11,9 +11,11 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+pub use crate::support::{WorkerProc as Worker, wait_until};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spack-installer");
 pub const GROUP: &str = "swinstaller";
@@ -21,17 +23,10 @@ pub const SERVICE: &str = "sitest-spack";
 
 /// Run as root, or say why the test does nothing. Never silent.
 pub fn root_or_skip(test: &str) -> bool {
-    if Uid::effective().is_root() {
-        return true;
-    }
-    // Straight to stderr, past the test harness's capture, so the skip shows in a plain
-    // `cargo test` run and is never silent.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: it creates users and a group and switches to them, which needs root \
-         (CI runs as root; run `sudo -E cargo test --test security` to run it here)"
-    );
-    false
+    crate::support::root_or_skip(
+        test,
+        "it creates users and a group and switches to them (`sudo -E cargo test --test security` runs it here)",
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -402,7 +397,11 @@ impl Site {
             .stderr(f)
             .spawn()
             .unwrap();
-        let w = Worker { child, log };
+        let w = Worker {
+            child,
+            log,
+            _log: None,
+        };
         let status = self.path("worker.toml");
         wait_until("the worker to start", Duration::from_secs(20), || {
             fs::read_to_string(&status).is_ok_and(|s| {
@@ -459,36 +458,6 @@ impl Site {
             .map(|l| l.split('\x1f').map(String::from).collect())
             .collect()
     }
-}
-
-pub struct Worker {
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Worker {
-    pub fn output(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Wait until `cond` holds, checking every 20 ms, for at most `limit`.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {limit:?} waiting for: {what}");
 }
 
 /// Mode bits (with setgid and sticky) of a spool path.

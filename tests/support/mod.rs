@@ -14,6 +14,20 @@ pub fn fake_spack() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-spack/spack")
 }
 
+/// Run as root, or say why the test does nothing: straight to stderr, past the test
+/// harness's capture, so a skip is never silent.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {why}, which needs root (CI runs as root)"
+    );
+    false
+}
+
 /// Wait until `cond` holds, checking every 20 ms, for at most `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
