@@ -244,12 +244,17 @@ fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
     Ok(stack.job)
 }
 
-/// Specs of jobs pending or running: (name, state, spec). Files still in `incoming/` are
-/// not read: a burst of submissions would make each one slower than the last.
-fn queued_specs(ctx: &Ctx) -> Result<Vec<(String, String, String)>> {
+/// Specs of jobs pending or running for these packages: (name, state, spec). Names carry
+/// the package, so only records that could match are read, however long the queue. Files
+/// still in `incoming/` are not read: a burst of submissions would make each one slower
+/// than the last.
+fn queued_specs(ctx: &Ctx, packages: &[String]) -> Result<Vec<(String, String, String)>> {
     let mut out = Vec::new();
     for dir in [Dir::Pending, Dir::Running] {
         for name in store::list(&ctx.spool, dir)? {
+            if !packages.contains(&name.package) {
+                continue;
+            }
             if let Ok(job) = store::read(&ctx.spool, dir, &name) {
                 out.push((
                     name.to_string(),
@@ -321,7 +326,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         Vec::new()
     } else {
         // A courtesy: when the queue cannot be read (not a member), the write below says why.
-        queued_specs(ctx).unwrap_or_default()
+        let packages: Vec<String> = files
+            .iter()
+            .filter_map(|f| crate::job::Spec::parse(&f.spec).ok())
+            .map(|spec| spec.package().to_string())
+            .collect();
+        queued_specs(ctx, &packages).unwrap_or_default()
     };
     let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
     let mut results = Vec::new();
