@@ -404,3 +404,31 @@ fn worker_start_info_stop() {
     assert_eq!(info["state"], "not-running");
     assert!(s.read("worker.log").contains("worker started"));
 }
+
+#[test]
+fn status_all_reads_a_long_history_in_order() {
+    // Enough finished jobs for status to read them on every core; on tmpfs, so the drain
+    // is about the queue, not fsync.
+    let s = TestSpool::in_dir(tempfile::tempdir_in("/dev/shm").unwrap(), "");
+    let specs: Vec<String> = (1..=300).map(|i| format!("pkg{i}")).collect();
+    let mut args = vec!["submit", "--no-wait"];
+    args.extend(specs.iter().map(String::as_str));
+    s.ok(&args);
+    s.ok(&["worker", "run", "--until-idle", "--dry-run"]);
+    let v = json(&s.ok(&["status", "--all", "--json"]));
+    let names: Vec<String> = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (1..=300).map(|i| format!("{i:06}-pkg{i}")).collect();
+    assert_eq!(names, want);
+    assert!(
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["state"] == "done" && j["log"].is_string())
+    );
+}

@@ -123,6 +123,18 @@ fn a_stopped_worker_is_called_stale() {
     w.signal(Signal::SIGCONT);
 }
 
+/// User + system CPU time of a process, in clock ticks (utime and stime of /proc/PID/stat).
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// A tmpfs of `size` mounted on a temp dir; unmounted when dropped.
 struct SmallFs {
     dir: tempfile::TempDir,
@@ -202,12 +214,19 @@ fn a_full_disk_holds_the_worker_back_until_space_returns() {
     let filler = small.fill();
     let w = s.start_worker(&[], &[]);
     wait_until(
-        "the worker meets the full disk",
+        "the worker meets the full disk and backs off",
         Duration::from_secs(10),
-        || w.output().contains("No space left"),
+        || w.output().contains("retrying in"),
     );
-    // It keeps trying with a growing back-off, without spinning or losing anything.
+    // It keeps trying with a growing back-off, without spinning or losing anything. The
+    // pause is the window being observed; what is checked is CPU time, not wall time.
+    let cpu_before = cpu_ticks(w.pid());
     std::thread::sleep(Duration::from_secs(2));
+    let cpu = cpu_ticks(w.pid()) - cpu_before;
+    assert!(
+        cpu < 50,
+        "the worker used {cpu} clock ticks of CPU in ~2 s of back-off: it spins"
+    );
     let errors = w.output().matches("No space left").count();
     assert!(errors <= 4, "logged {errors} times in ~2 s: a tight loop");
     assert!(s.ls("done").is_empty());
