@@ -140,36 +140,54 @@ impl Policy {
     }
 }
 
-/// One pending job's place in the plan.
+/// One pending job's place in the plan. It borrows names from the [`QueueState`] it was
+/// planned from, and keeps the figures its reason is made of: the worker plans after
+/// every change and reads only the first few places, so the words are written only
+/// when someone asks ([`Ranked::reason`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Ranked {
+pub struct Ranked<'q> {
     pub id: JobId,
-    pub name: String,
-    pub status: Readiness,
-    /// Why it is where it is, in words.
-    pub reason: String,
+    pub name: &'q str,
+    pub status: Readiness<'q>,
+    why: Why<'q>,
+}
+
+/// The figures behind a ready or held job's place.
+#[derive(Debug, Clone, PartialEq)]
+struct Why<'q> {
+    priority: Priority,
+    /// Overdue: the overdue job it serves (`None`: itself), and how long that has
+    /// waited.
+    overdue: Option<(Option<&'q str>, Duration)>,
+    starvation_bound: Duration,
+    waiting: usize,
+    /// Priority per second, with the jobs it opens.
+    ratio: f64,
+    chain_len: usize,
+    estimate: Duration,
+    estimate_from: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Readiness {
+pub enum Readiness<'q> {
     /// May start now.
     Ready,
     /// Ready, but would conflict with a running job or a better-placed ready job of the
     /// same package.
     Conflict(String),
     /// Waiting for these jobs.
-    Waiting(Vec<String>),
+    Waiting(Vec<&'q str>),
     /// Will never become ready: a dependency failed, or a cycle.
     Doomed(String),
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub struct Plan<'q> {
     /// Ready jobs first, best first; then held ones; then waiting jobs; then doomed ones.
-    pub order: Vec<Ranked>,
+    pub order: Vec<Ranked<'q>>,
 }
 
-impl Plan {
+impl Plan<'_> {
     /// The jobs to start now, given how many run already: the best ready jobs. Ready
     /// jobs never wait on one another, and never share a package (the later one is a
     /// `Conflict`), so any of them may run side by side.
@@ -182,7 +200,7 @@ impl Plan {
             .collect()
     }
 
-    pub fn doomed(&self) -> impl Iterator<Item = (&Ranked, &str)> {
+    pub fn doomed(&self) -> impl Iterator<Item = (&Ranked<'_>, &str)> {
         self.order.iter().filter_map(|r| match &r.status {
             Readiness::Doomed(why) => Some((r, why.as_str())),
             _ => None,
@@ -435,7 +453,7 @@ impl Rank {
 }
 
 /// Rank the pending jobs.
-pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
+pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> {
     let n = q.pending.len();
     let g = graph(q);
 
@@ -510,7 +528,7 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
     }
 
     let running_packages: FastSet<&str> = q.running.iter().map(|r| r.package.as_str()).collect();
-    let mut status: Vec<Readiness> = (0..n)
+    let mut status: Vec<Readiness<'q>> = (0..n)
         .map(|i| {
             let p = &q.pending[i];
             if let Some(why) = &g.doom[i] {
@@ -529,7 +547,7 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
                     .collect();
                 on.sort_unstable();
                 on.dedup();
-                return Readiness::Waiting(on.into_iter().map(|(_, n)| n.to_string()).collect());
+                return Readiness::Waiting(on.into_iter().map(|(_, n)| n).collect());
             }
             if running_packages.contains(p.package.as_str()) {
                 return Readiness::Conflict(format!("another {} job is running", p.package));
@@ -575,91 +593,105 @@ pub fn plan(q: &QueueState, now: Timestamp, policy: &Policy) -> Plan {
             if status == Readiness::Ready && !taken.insert(p.package.as_str()) {
                 status = Readiness::Conflict(format!("an earlier {} job goes first", p.package));
             }
-            let reason = reason(q, now, policy, &g, &rank, i, &status);
+            let r = &rank[i];
+            let (estimate, estimate_from) = q.estimate(p, policy);
             Ranked {
                 id: p.id,
-                name: p.name.clone(),
+                name: p.name.as_str(),
                 status,
-                reason,
+                why: Why {
+                    priority: p.priority,
+                    overdue: r.overdue.then(|| {
+                        let lender = &q.pending[r.lender];
+                        (
+                            (r.lender != i).then_some(lender.name.as_str()),
+                            lender.submitted_at.until(now),
+                        )
+                    }),
+                    starvation_bound: policy.starvation_bound(),
+                    waiting: g.dependents[i].len(),
+                    ratio: r.ratio(),
+                    chain_len: r.chain_len,
+                    estimate,
+                    estimate_from,
+                },
             }
         })
         .collect();
     Plan { order }
 }
 
-/// The reason for one job's place, in words a site admin accepts.
-fn reason(
-    q: &QueueState,
-    now: Timestamp,
-    policy: &Policy,
-    g: &Graph,
-    rank: &[Rank],
-    i: usize,
-    status: &Readiness,
-) -> String {
-    let p = &q.pending[i];
-    let r = &rank[i];
-    let mut s = String::new();
-    match status {
-        Readiness::Ready | Readiness::Conflict(_) => {
-            let _ = write!(s, "{} priority", p.priority);
-            if r.overdue {
-                if r.lender == i {
+impl Ranked<'_> {
+    /// Why the job is where it is, in words a site admin accepts.
+    pub fn reason(&self) -> String {
+        let w = &self.why;
+        let mut s = String::new();
+        match &self.status {
+            Readiness::Ready | Readiness::Conflict(_) => {
+                let _ = write!(s, "{} priority", w.priority);
+                match w.overdue {
+                    Some((None, waited)) => {
+                        let _ = write!(
+                            s,
+                            "; overdue: waiting {}, over {}, so it goes before later submissions",
+                            crate::time::short(waited),
+                            crate::time::short(w.starvation_bound)
+                        );
+                    }
+                    Some((Some(lender), _)) => {
+                        let _ = write!(
+                            s,
+                            "; overdue: {lender} waits for it and has waited over {}",
+                            crate::time::short(w.starvation_bound)
+                        );
+                    }
+                    None => {}
+                }
+                if w.waiting > 0 {
                     let _ = write!(
                         s,
-                        "; overdue: waiting {}, over {}, so it goes before later submissions",
-                        crate::time::short(p.submitted_at.until(now)),
-                        crate::time::short(policy.starvation_bound())
+                        "; {} job{} wait{} for it",
+                        w.waiting,
+                        if w.waiting == 1 { "" } else { "s" },
+                        if w.waiting == 1 { "s" } else { "" }
                     );
-                } else {
+                }
+                let _ = write!(s, "; worth {:.2} priority/hour", w.ratio * 3600.0);
+                if w.chain_len > 0 {
                     let _ = write!(
                         s,
-                        "; overdue: {} waits for it and has waited over {}",
-                        q.pending[r.lender].name,
-                        crate::time::short(policy.starvation_bound())
+                        " with the {} job{} it opens",
+                        w.chain_len,
+                        if w.chain_len == 1 { "" } else { "s" }
                     );
                 }
-            }
-            let waiting = g.dependents[i].len();
-            if waiting > 0 {
                 let _ = write!(
                     s,
-                    "; {waiting} job{} wait{} for it",
-                    if waiting == 1 { "" } else { "s" },
-                    if waiting == 1 { "s" } else { "" }
+                    "; takes ~{} ({})",
+                    crate::time::short(w.estimate),
+                    w.estimate_from
                 );
-            }
-            let _ = write!(s, "; worth {:.2} priority/hour", r.ratio() * 3600.0);
-            if r.chain_len > 0 {
-                let _ = write!(
-                    s,
-                    " with the {} job{} it opens",
-                    r.chain_len,
-                    if r.chain_len == 1 { "" } else { "s" }
-                );
-            }
-            let (e, from) = q.estimate(p, policy);
-            let _ = write!(s, "; takes ~{} ({from})", crate::time::short(e));
-            if let Readiness::Conflict(why) = status {
-                let _ = write!(s, "; held: {why}");
-            }
-        }
-        Readiness::Waiting(on) => {
-            const SHOWN: usize = 5;
-            s.push_str("waits for ");
-            for (k, name) in on.iter().take(SHOWN).enumerate() {
-                if k > 0 {
-                    s.push_str(", ");
+                if let Readiness::Conflict(why) = &self.status {
+                    let _ = write!(s, "; held: {why}");
                 }
-                s.push_str(name);
             }
-            if on.len() > SHOWN {
-                let _ = write!(s, " and {} more", on.len() - SHOWN);
+            Readiness::Waiting(on) => {
+                const SHOWN: usize = 5;
+                s.push_str("waits for ");
+                for (k, name) in on.iter().take(SHOWN).enumerate() {
+                    if k > 0 {
+                        s.push_str(", ");
+                    }
+                    s.push_str(name);
+                }
+                if on.len() > SHOWN {
+                    let _ = write!(s, " and {} more", on.len() - SHOWN);
+                }
             }
+            Readiness::Doomed(why) => s.push_str(why),
         }
-        Readiness::Doomed(why) => s.push_str(why),
+        s
     }
-    s
 }
 
 #[cfg(test)]
@@ -697,16 +729,13 @@ mod tests {
         let p = plan(&q, Timestamp(2000), &Policy::default());
         // c opens b, but d, as long and of higher priority than c, is worth more.
         assert_eq!(ids(&p), vec![4, 3, 1, 2]);
-        assert_eq!(
-            p.order[3].status,
-            Readiness::Waiting(vec!["000003-c".into()])
-        );
+        assert_eq!(p.order[3].status, Readiness::Waiting(vec!["000003-c"]));
         assert!(
             p.order[1]
-                .reason
+                .reason()
                 .contains("1 job waits for it; worth 5.00 priority/hour with the 1 job it opens"),
             "{}",
-            p.order[1].reason
+            p.order[1].reason()
         );
         assert_eq!(p.to_start(0, 1), vec![JobId(4)]);
     }
@@ -873,10 +902,10 @@ mod tests {
         assert_eq!(p.to_start(1, 2), vec![JobId(1)]);
         assert!(
             p.order[0]
-                .reason
+                .reason()
                 .contains("overdue: waiting 1d00h, over 1d00h"),
             "{}",
-            p.order[0].reason
+            p.order[0].reason()
         );
     }
 
@@ -902,9 +931,9 @@ mod tests {
         let p = plan(&q, now, &policy);
         assert_eq!(ids(&p), vec![1, 2, 3]);
         assert!(
-            p.order[0].reason.contains("overdue"),
+            p.order[0].reason().contains("overdue"),
             "{}",
-            p.order[0].reason
+            p.order[0].reason()
         );
     }
 

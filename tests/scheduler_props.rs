@@ -86,7 +86,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
         .collect()
 }
 
-fn status_of(p: &Plan, id: JobId) -> &Readiness {
+fn status_of<'p, 'q>(p: &'p Plan<'q>, id: JobId) -> &'p Readiness<'q> {
     &p.order.iter().find(|r| r.id == id).unwrap().status
 }
 
@@ -125,24 +125,25 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         prop_assert_eq!(&p.order, &again.order);
 
         // The worker fails doomed jobs.
-        for (r, _) in p.doomed() {
-            let job = q.pending.iter().find(|j| j.id == r.id).unwrap().clone();
-            outcome.insert(job.id, Outcome::Failed);
-            let f = FinishedJob {
-                id: job.id,
-                name: job.name.clone(),
-                package: job.package.clone(),
-                outcome: Outcome::Failed,
-                finished_at: now,
-            };
-            q.finished.insert(job.id, f.clone());
-            q.latest_by_package.insert(job.package.clone(), f);
-        }
         let doomed: Vec<JobId> = p.doomed().map(|(r, _)| r.id).collect();
-        q.pending.retain(|j| !doomed.contains(&j.id));
         let p = if doomed.is_empty() {
             p
         } else {
+            drop(p);
+            for id in &doomed {
+                let job = q.pending.iter().find(|j| j.id == *id).unwrap().clone();
+                outcome.insert(job.id, Outcome::Failed);
+                let f = FinishedJob {
+                    id: job.id,
+                    name: job.name.clone(),
+                    package: job.package.clone(),
+                    outcome: Outcome::Failed,
+                    finished_at: now,
+                };
+                q.finished.insert(job.id, f.clone());
+                q.latest_by_package.insert(job.package.clone(), f);
+            }
+            q.pending.retain(|j| !doomed.contains(&j.id));
             plan(&q, now, &policy)
         };
 
@@ -197,7 +198,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
                     && policy.overdue(y.submitted_at, now)
                     && y.submitted_at < job.submitted_at
                 {
-                    let reason = &p.order.iter().find(|r| r.id == *id).unwrap().reason;
+                    let reason = &p.order.iter().find(|r| r.id == *id).unwrap().reason();
                     let lender = reason
                         .split("overdue: ")
                         .nth(1)
@@ -215,6 +216,8 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
                 }
             }
         }
+        // Nothing runs and nothing starts: the queue must be empty, never stuck.
+        let stuck = (running.is_empty() && starts.is_empty()).then(|| format!("{:?}", p.order));
         for id in starts {
             let i = q.pending.iter().position(|j| j.id == id).unwrap();
             let job = q.pending.remove(i);
@@ -226,13 +229,8 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             q.running.push(r.clone());
             running.push((t + actual[&job.id], r));
         }
-        if running.is_empty() {
-            // Nothing runs and nothing started: the queue must be empty, never stuck.
-            prop_assert!(
-                q.pending.is_empty(),
-                "stuck with nothing running: {:?}",
-                p.order
-            );
+        if let Some(order) = stuck {
+            prop_assert!(q.pending.is_empty(), "stuck with nothing running: {order}");
             return Ok(());
         }
         // The next install ends.
@@ -298,9 +296,9 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
     let p = plan(&q, now, &policy);
     assert_eq!(p.to_start(0, 1), vec![JobId(1)]);
     assert!(
-        p.order[0].reason.contains("overdue"),
+        p.order[0].reason().contains("overdue"),
         "{}",
-        p.order[0].reason
+        p.order[0].reason()
     );
     // One second earlier it is not overdue, and the short high jobs go first.
     let p = plan(&q, Timestamp(T0 - 1), &policy);

@@ -50,14 +50,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         .map(|(i, r)| Row {
             position: i + 1,
             id: r.id.0,
-            name: r.name.clone(),
+            name: r.name.to_string(),
             status: match r.status {
                 Readiness::Ready => "ready",
                 Readiness::Conflict(_) => "held",
                 Readiness::Waiting(_) => "waiting",
                 Readiness::Doomed(_) => "blocked",
             },
-            reason: r.reason.clone(),
+            reason: r.reason(),
         })
         .collect();
     if a.json {
