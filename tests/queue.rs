@@ -288,3 +288,30 @@ fn the_worker_prunes_receipts_older_than_a_day() {
         "the old receipt goes, the fresh one stays"
     );
 }
+
+#[test]
+fn a_job_submitted_while_a_deep_queue_drains_is_ranked_at_once() {
+    // While only installs end, the worker takes its next job from its last plan; a new
+    // submission must still be ranked before the next start.
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_DELAY".into(), "0.15".into()));
+    let _w = s.spawn_worker(&[]);
+    let lows: Vec<String> = (1..=12).map(|i| format!("low{i}")).collect();
+    let mut args = vec!["submit", "-p", "low"];
+    args.extend(lows.iter().map(String::as_str));
+    s.ok(&args);
+    let events = s.dir.path().join("events.log");
+    wait_until("the first install started", Duration::from_secs(10), || {
+        fs::read_to_string(&events).is_ok_and(|e| e.contains("start "))
+    });
+    s.ok(&["submit", "-p", "high", "urgent"]);
+    wait_until("all thirteen done", Duration::from_secs(30), || {
+        s.ls("done").len() == 13
+    });
+    let order = s.install_order();
+    let at = order.iter().position(|p| p == "urgent").unwrap();
+    // After the low job running when it came, and at most two more that may have started
+    // while `submit` ran; a plan reused past the new job would start it a second later,
+    // after six or so.
+    assert!(at <= 3, "urgent was install {} of {order:?}", at + 1);
+}

@@ -3,8 +3,10 @@
 //! Two primitives do all the work (spool-layout.md, *Transitions*): [`move_job`], one
 //! `renameat2(RENAME_NOREPLACE)` between directories of one file system, and
 //! [`rewrite`], a new version of a file renamed over the old one in the same directory.
-//! Every new file goes temp → fsync → no-clobber rename → fsync of the directory, so no
-//! reader ever sees half a file and a power cut never loses an acknowledged step.
+//! Every new file goes temp → fsync → rename, so no reader ever sees half a file and no
+//! power cut leaves an empty one. The directory is then fsynced too, so a power cut
+//! never undoes the step, unless the caller says [`Durable::Content`] (spool-layout.md,
+//! *Durability*).
 
 use super::{Dir, FILE_MODE, Spool};
 use crate::error::{Error, IoContext, Result};
@@ -15,6 +17,19 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+
+/// What of a step must survive a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// The whole step: the file's bytes, then its directory entry (fsync of the file and
+    /// of the directory). For every step someone has been told about.
+    Step,
+    /// The file's bytes only (fsync of the file, not of the directory): a power cut may
+    /// undo the rename, leaving the job one step back, but never leaves a half or empty
+    /// file. For the worker's own *start* and *finish* of an install, which recovery
+    /// redoes if they are lost.
+    Content,
+}
 
 /// Make a directory's entries durable. A rename is on disk only once the directory that
 /// holds the new name is; ext4 can otherwise keep the data and lose the name.
@@ -102,10 +117,22 @@ pub fn replace(spool: &Spool, target: &Path, bytes: &[u8], durable: bool) -> Res
     Ok(())
 }
 
-/// *rewrite*: a new version of a job file in the directory it is in.
+/// *rewrite*: a new version of a job file in the directory it is in, durable.
 pub fn rewrite(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
+    rewrite_as(spool, dir, job, Durable::Step)
+}
+
+/// *rewrite*, saying what must survive a power cut.
+pub fn rewrite_as(spool: &Spool, dir: Dir, job: &Job, durable: Durable) -> Result<()> {
     let target = spool.job_path(dir, &job.name());
-    replace(spool, &target, job.to_toml().as_bytes(), true)
+    let mut tmp = temp_in(&spool.dir(Dir::Tmp))?;
+    write_synced(&mut tmp, job.to_toml().as_bytes(), true)?;
+    tmp.persist(&target)
+        .map_err(|e| Error::io("replace", &target, e.error))?;
+    if durable == Durable::Step {
+        fsync_dir(&spool.dir(dir))?;
+    }
+    Ok(())
 }
 
 /// *move*: `from/NAME.toml → to/NAME.toml`, never overwriting; then fsync the directory
@@ -114,6 +141,18 @@ pub fn rewrite(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
 /// a file system where it does not, a power cut can leave the job in both directories,
 /// which recovery resolves (the copy in the later state wins).
 pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()> {
+    move_job_as(spool, name, from, to, Durable::Step)
+}
+
+/// *move*, saying what must survive a power cut: with [`Durable::Content`] the
+/// directory is not fsynced (the file's bytes were when it was written).
+pub fn move_job_as(
+    spool: &Spool,
+    name: &JobName,
+    from: Dir,
+    to: Dir,
+    durable: Durable,
+) -> Result<()> {
     let src = spool.job_path(from, name);
     let dst = spool.job_path(to, name);
     rename_noreplace(&src, &dst).map_err(|e| {
@@ -129,7 +168,10 @@ pub fn move_job(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> Result<()>
             Error::io("rename", &src, e)
         }
     })?;
-    fsync_dir(&spool.dir(to))
+    if durable == Durable::Step {
+        fsync_dir(&spool.dir(to))?;
+    }
+    Ok(())
 }
 
 /// Intake's claim: `incoming/TICKET → tmp/CLAIM`. With `sync`, fsync both directories at

@@ -27,7 +27,8 @@ use crate::scheduler::{self, Outcome as SchedOutcome, PendingJob, Policy, QueueS
 use crate::spool::intake::{self, Outcome, Receipt, Verdict};
 use crate::spool::lock::WorkerLock;
 use crate::spool::status::{Paused, WorkerState, WorkerStatus};
-use crate::spool::transition::{self, move_job, rewrite};
+use crate::spool::transition::Durable::{self, Content};
+use crate::spool::transition::{self, move_job, move_job_as, rewrite, rewrite_as};
 use crate::spool::{
     COUNTER_FILE, Dir, JOB_MARKER_ENV, PAUSED_FILE, STATUS_FILE, Spool, layout, store,
 };
@@ -106,6 +107,20 @@ impl Running {
     }
 }
 
+/// The ready jobs of a plan, best first (see [`Worker::schedule`]).
+struct PlanCache {
+    ready: VecDeque<JobId>,
+    made: Instant,
+}
+
+/// How long the ready jobs of a plan may be taken without planning again, when nothing
+/// they depend on changed: long enough that a deep queue of short jobs is not re-ranked
+/// for every install, short next to any aging the ranking knows (hours).
+const PLAN_REUSE: Duration = Duration::from_secs(1);
+
+/// The least time between two writes of `worker.toml` for jobs starting and ending.
+const STATUS_GAP: Duration = Duration::from_millis(100);
+
 pub struct Worker {
     spool: Spool,
     cfg: Config,
@@ -133,6 +148,8 @@ pub struct Worker {
     started_at: Timestamp,
     last_rescan: Instant,
     last_heartbeat: Instant,
+    /// A change not yet in `worker.toml`, to be written by then (see `status_changed`).
+    status_due: Option<Instant>,
     /// After an I/O error: do nothing risky until then.
     backoff_until: Option<Instant>,
     backoff: Duration,
@@ -140,6 +157,9 @@ pub struct Worker {
     stuck_claims: Vec<(JobId, String)>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
+    /// The ready jobs of the last plan, best first, while nothing they depend on has
+    /// changed: see [`Worker::schedule`].
+    plan_cache: Option<PlanCache>,
     /// When old receipts were last removed.
     last_prune: Instant,
     /// When files skipped as unsettled by the last scan will have settled.
@@ -221,12 +241,14 @@ impl Worker {
             started_at: Timestamp::now(),
             last_rescan: now,
             last_heartbeat: now,
+            status_due: None,
             backoff_until: None,
             backoff: Duration::from_secs(1),
             stuck_claims: Vec::new(),
             settle_scan_at: None,
             last_prune: now,
             dirty: true,
+            plan_cache: None,
             deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
@@ -327,6 +349,7 @@ impl Worker {
             self.enforce_deadlines();
             if now
                 >= self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value)
+                || self.status_due.is_some_and(|t| now >= t)
             {
                 self.write_status(self.current_state());
             }
@@ -371,7 +394,12 @@ impl Worker {
             let incoming = intake::candidates(&self.spool, None)
                 .map(|(c, _)| c.is_empty())
                 .unwrap_or(true);
-            let runnable = !self.paused && !self.plan().to_start(0, 1).is_empty();
+            let runnable = !self.paused && {
+                let q = self.queue_state();
+                !scheduler::plan(&q, Timestamp::now(), &self.policy())
+                    .to_start(0, 1)
+                    .is_empty()
+            };
             return incoming && !runnable;
         }
         false
@@ -389,6 +417,9 @@ impl Worker {
             t = t.min(b);
         }
         if let Some(b) = self.settle_scan_at {
+            t = t.min(b);
+        }
+        if let Some(b) = self.status_due {
             t = t.min(b);
         }
         for r in self.running.values() {
@@ -425,7 +456,7 @@ impl Worker {
     /// remove files by hand). Only new or changed files are read.
     fn reload_pending(&mut self) -> Result<()> {
         // Hand edits, a config reload, the paused file, aging: a rescan re-plans.
-        self.dirty = true;
+        self.changed();
         let names = store::list(&self.spool, Dir::Pending)?;
         let present: HashSet<JobId> = names.iter().map(|n| n.id).collect();
         self.pending.retain(|id, _| present.contains(id));
@@ -568,7 +599,7 @@ impl Worker {
                 State::Pending => {
                     tracing::info!(job_id = id.0, job = %name, owner = %job.meta.owner, spec = %job.spec_text(), "queued");
                     self.pending.insert(id, job.clone());
-                    self.dirty = true;
+                    self.changed();
                 }
                 _ => {
                     tracing::warn!(job_id = id.0, job = %name, ticket = %ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
@@ -753,7 +784,7 @@ impl Worker {
         uid: u32,
         now: Timestamp,
     ) -> (Outcome, String, Option<JobName>) {
-        self.dirty = true;
+        self.changed();
         let who = identity::user_name(uid);
         let not_yours = |name: &JobName, owner: &str| {
             (
@@ -919,39 +950,89 @@ impl Worker {
         q
     }
 
-    fn plan(&self) -> scheduler::Plan {
-        scheduler::plan(&self.queue_state(), Timestamp::now(), &self.policy())
+    /// Something the plan depends on changed: plan afresh before starting anything.
+    fn changed(&mut self) {
+        self.dirty = true;
+        self.plan_cache = None;
     }
 
+    /// Whether the end of job `name` can change the plan: a pending job waits for it
+    /// (by ID or package), or shares its package (a conflict ends; its estimate may
+    /// change with one more install in the history).
+    fn concerns_pending(&self, name: &JobName) -> bool {
+        self.pending.values().any(|j| {
+            j.meta.package == name.package
+                || j.submission().is_some_and(|s| {
+                    s.after.contains(&name.id) || s.dependencies.contains(&name.package)
+                })
+        })
+    }
+
+    /// Start the best ready jobs while slots are free. A full plan is made when the
+    /// queue changed; when only an install ended that no pending job cares about, the
+    /// ready jobs of the last plan are still ready and still in the same order (no
+    /// other job's readiness, chain or estimate depends on it), so they are taken from
+    /// it, for at most [`PLAN_REUSE`] (after which aging may reorder them). A long queue
+    /// then costs one plan per second, not one per install.
     fn schedule(&mut self) {
         if self.backoff_until.is_some() || !self.dirty {
             return;
         }
         self.dirty = false;
-        let plan = self.plan();
-        if self.cfg.on_dependency_failure.value == DependencyFailure::Fail {
-            let doomed: Vec<(JobId, String)> = plan
-                .doomed()
-                .map(|(r, why)| (r.id, why.to_string()))
-                .collect();
-            for (id, why) in doomed {
-                self.fail_pending(id, why);
-            }
-        }
         if self.paused || self.draining {
+            // Still fail doomed jobs: waiting cannot save them.
+            if self.plan_cache.is_none() {
+                self.plan_afresh();
+            }
             return;
         }
-        let max = self.slots();
-        let starts = if plan.doomed().next().is_some()
-            && self.cfg.on_dependency_failure.value == DependencyFailure::Fail
+        let now = Instant::now();
+        if self
+            .plan_cache
+            .as_ref()
+            .is_none_or(|c| now >= c.made + PLAN_REUSE)
         {
-            self.plan().to_start(self.running.len(), max)
-        } else {
-            plan.to_start(self.running.len(), max)
-        };
+            self.plan_afresh();
+        }
+        let free = self.slots().saturating_sub(self.running.len());
+        let mut starts = Vec::new();
+        if let Some(c) = &mut self.plan_cache {
+            while starts.len() < free
+                && let Some(id) = c.ready.pop_front()
+            {
+                if self.pending.contains_key(&id) {
+                    starts.push(id);
+                }
+            }
+        }
         for id in starts {
             self.start_job(id);
         }
+    }
+
+    /// Plan from the whole queue; fail the doomed jobs (as configured) and plan again if
+    /// there were any; keep the ready jobs in [`Worker::plan_cache`].
+    fn plan_afresh(&mut self) {
+        let fail_doomed = self.cfg.on_dependency_failure.value == DependencyFailure::Fail;
+        let q = self.queue_state();
+        let plan = scheduler::plan(&q, Timestamp::now(), &self.policy());
+        let doomed: Vec<(JobId, String)> = plan
+            .doomed()
+            .map(|(r, why)| (r.id, why.to_string()))
+            .collect();
+        let mut ready = plan.to_start(0, usize::MAX);
+        if fail_doomed && !doomed.is_empty() {
+            for (id, why) in doomed {
+                self.fail_pending(id, why);
+            }
+            // Failing them may have changed what is ready.
+            let q = self.queue_state();
+            ready = scheduler::plan(&q, Timestamp::now(), &self.policy()).to_start(0, usize::MAX);
+        }
+        self.plan_cache = Some(PlanCache {
+            ready: ready.into(),
+            made: Instant::now(),
+        });
     }
 
     fn fail_pending(&mut self, id: JobId, why: String) {
@@ -993,7 +1074,9 @@ impl Worker {
             return;
         };
         let name = job.name();
-        if let Err(e) = move_job(&self.spool, &name, Dir::Pending, Dir::Running) {
+        // Neither step of *start* is fsynced to its directory: a power cut that undoes
+        // them finds the job back in pending/ (spool-layout.md, *Durability*).
+        if let Err(e) = move_job_as(&self.spool, &name, Dir::Pending, Dir::Running, Content) {
             // Gone (an admin moved it) or an I/O error: reread the directory later.
             self.pending.remove(&id);
             return self.io_error(e);
@@ -1009,7 +1092,7 @@ impl Worker {
         job.state.log = Some(Spool::log_rel(&name));
         // Before sbatch: a crash before its job ID is written is then found by name.
         job.state.slurm = self.executor.mark();
-        if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
+        if let Err(e) = rewrite_as(&self.spool, Dir::Running, &job, Content) {
             // The file is in running/ marked pending: recovery's rule moves it back.
             let mut r = recovery::Recovered::default();
             let _ = recovery::resolve_running(&self.spool, &name, &mut r);
@@ -1058,7 +1141,7 @@ impl Worker {
                     id,
                     Running::new(job, handle, started, timeout.map(|t| started + t)),
                 );
-                self.write_status(self.current_state());
+                self.status_changed();
             }
             Err(e) => {
                 append_log(
@@ -1110,7 +1193,12 @@ impl Worker {
         let Some(r) = self.running.remove(&id) else {
             return;
         };
+        // A slot is free. The last plan still holds unless a pending job cares how this
+        // one ended.
         self.dirty = true;
+        if self.concerns_pending(&r.job.name()) {
+            self.plan_cache = None;
+        }
         let mut job = r.job;
         let name = job.name();
         let log = self.spool.log_path(&name);
@@ -1166,8 +1254,15 @@ impl Worker {
         job.state.reason = Some(reason.clone());
         job.state.finished_at = Some(now);
         job.state.since = now;
-        let result = rewrite(&self.spool, Dir::Running, &job)
-            .and_then(|_| move_job(&self.spool, &name, Dir::Running, state.dir()));
+        // An install that ended by itself may be finished again after a power cut (Spack
+        // then finds it installed); a cancellation someone asked for may not.
+        let durable = if state == State::Cancelled {
+            Durable::Step
+        } else {
+            Content
+        };
+        let result = rewrite_as(&self.spool, Dir::Running, &job, durable)
+            .and_then(|_| move_job_as(&self.spool, &name, Dir::Running, state.dir(), durable));
         match result {
             Ok(()) => {
                 tracing::info!(job_id = id.0, job = %name, exit_code = exit.code(), state = %state, "{reason}");
@@ -1196,7 +1291,7 @@ impl Worker {
                 );
             }
         }
-        self.write_status(self.current_state());
+        self.status_changed();
     }
 
     fn remember_finished(&mut self, name: &JobName) {
@@ -1296,7 +1391,7 @@ impl Worker {
             SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
                 Ok(cfg) => {
                     self.cfg = cfg;
-                    self.dirty = true;
+                    self.changed();
                     match resolve_spack(&self.cfg, self.opts.dry_run) {
                         Ok(s) => self.spack = s,
                         Err(e) => tracing::error!("{e}; keeping {}", self.spack),
@@ -1334,8 +1429,21 @@ impl Worker {
         }
     }
 
+    /// A job started or ended: write `worker.toml` now, or, if it was written less than
+    /// [`STATUS_GAP`] ago, by then. A queue of short jobs then rewrites it ten times a
+    /// second, not twice per job.
+    fn status_changed(&mut self) {
+        let due = self.last_heartbeat + STATUS_GAP;
+        if Instant::now() >= due {
+            self.write_status(self.current_state());
+        } else {
+            self.status_due = Some(due);
+        }
+    }
+
     fn write_status(&mut self, state: WorkerState) {
         self.last_heartbeat = Instant::now();
+        self.status_due = None;
         let st = WorkerStatus {
             pid: std::process::id(),
             started_at: self.started_at,
