@@ -49,8 +49,14 @@ pub struct JobView {
 
 impl JobView {
     pub fn of(spool: &Spool, dir: Dir, job: &Job, now: Timestamp) -> JobView {
+        let has_log = spool.log_path(&job.name()).exists();
+        JobView::with_log(spool, dir, job, now, has_log)
+    }
+
+    /// [`JobView::of`], told whether the job has a log (`status --all` lists `logs/`
+    /// once instead of looking for each job's).
+    pub fn with_log(spool: &Spool, dir: Dir, job: &Job, now: Timestamp, has_log: bool) -> JobView {
         let name = job.name();
-        let has_log = spool.log_path(&name).exists();
         let st = &job.state;
         // The directory is the truth; a rejected file says so itself.
         let state = match (dir.state(), st.state) {

@@ -11,6 +11,8 @@ use crate::spool::status::{Liveness, Paused, WorkerStatus};
 use crate::spool::{Dir, store};
 use crate::time::{Timestamp, short};
 use serde::Serialize;
+use std::collections::HashSet;
+use std::fs;
 use std::io::Write;
 use std::time::Duration;
 
@@ -188,6 +190,16 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
 /// Read the jobs of one directory, on every core (`--all` reads the whole history); a
 /// file that moved meanwhile is looked for again.
 fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
+    // Which jobs have a log: one stat each for a few jobs; for many, one listing of
+    // logs/ (a few getdents calls per thousand names) instead of a stat per job.
+    let logs: Option<HashSet<String>> = (names.len() >= MANY).then(|| {
+        fs::read_dir(ctx.spool.dir(Dir::Logs))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     let read_one = |name: &JobName| -> Option<JobView> {
         let (d, job) = match store::read(&ctx.spool, dir, name) {
             Ok(job) => (dir, job),
@@ -196,13 +208,18 @@ fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<Job
                 (d, store::read(&ctx.spool, d, &n).ok()?)
             }
         };
-        // One stat per job read: listing logs/ instead would cost as much as all history.
-        Some(JobView::of(&ctx.spool, d, &job, now))
+        Some(match &logs {
+            Some(logs) => {
+                let has_log = logs.contains(&job.name().log_name());
+                JobView::with_log(&ctx.spool, d, &job, now, has_log)
+            }
+            None => JobView::of(&ctx.spool, d, &job, now),
+        })
     };
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    if names.len() < 256 || threads == 1 {
+    if names.len() < MANY || threads == 1 {
         return names.iter().filter_map(read_one).collect();
     }
     let chunk = names.len().div_ceil(threads);
@@ -217,6 +234,9 @@ fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<Job
             .collect()
     })
 }
+
+/// From how many jobs a directory is read on every core, and `logs/` listed once.
+const MANY: usize = 256;
 
 fn print_human(v: &StatusView, verbose: bool) {
     let w = &v.worker;
