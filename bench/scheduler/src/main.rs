@@ -457,8 +457,8 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                 jobs[i].id
             );
             // Starvation check: a ready job submitted earlier that has waited past the
-            // bound must not be passed by this one, unless this one serves an earlier
-            // submission (priority inheritance).
+            // bound, and could start now, must not be passed by this one, unless this one
+            // serves an earlier submission (priority inheritance).
             let j = &jobs[i];
             for &o in &pending {
                 let other = &jobs[o];
@@ -466,6 +466,9 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                     && other.arrival < j.arrival
                     && is_ready(o)
                     && !chosen.contains(&o)
+                    // Not startable now if a job of its package starts in this decision
+                    // (two jobs of one package never run together).
+                    && !chosen.iter().any(|&k| jobs[k].package == other.package)
                     && Duration::from_secs(t - other.arrival) >= policy.starvation_bound()
                     && !serves_earlier(jobs, &pending, i, other.arrival)
                 {
@@ -511,6 +514,9 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
 
 /// Whether job `i` is something a pending job submitted before `since` waits for,
 /// directly or through others.
+/// Whether job `i` is waited for, directly or through other pending jobs, by a job
+/// submitted no later than `since` (jobs submitted in the same second, as one stack is,
+/// count as submitted together: the bound orders them by value, not by ID).
 fn serves_earlier(jobs: &[Job], pending: &[usize], i: usize, since: u64) -> bool {
     let mut stack = vec![jobs[i].package.as_str()];
     let mut seen: Vec<&str> = Vec::new();
@@ -521,7 +527,7 @@ fn serves_earlier(jobs: &[Job], pending: &[usize], i: usize, since: u64) -> bool
         seen.push(p);
         for &o in pending {
             if jobs[o].deps.iter().any(|d| d == p) {
-                if jobs[o].arrival < since {
+                if jobs[o].arrival <= since {
                     return true;
                 }
                 stack.push(jobs[o].package.as_str());
