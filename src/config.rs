@@ -67,6 +67,7 @@ struct ConfigFile {
     admin_group: Option<String>,
     max_pending_per_user: Option<usize>,
     default_estimate: Option<Span>,
+    overdue_after: Option<Span>,
     kill_grace: Option<Span>,
     env_allow: Option<Vec<String>>,
     on_dependency_failure: Option<DependencyFailure>,
@@ -160,6 +161,9 @@ pub struct Config {
     pub admin_group: Setting<Option<String>>,
     pub max_pending_per_user: Setting<usize>,
     pub default_estimate: Setting<Duration>,
+    /// The starvation bound: a job that has waited this long goes before every later
+    /// submission (`scheduler::Policy::overdue_after`).
+    pub overdue_after: Setting<Duration>,
     pub kill_grace: Setting<Duration>,
     pub env_allow: Setting<Vec<String>>,
     pub on_dependency_failure: Setting<DependencyFailure>,
@@ -183,6 +187,7 @@ impl Default for Config {
             admin_group: Setting::default(None),
             max_pending_per_user: Setting::default(100),
             default_estimate: Setting::default(Duration::from_secs(30 * 60)),
+            overdue_after: Setting::default(Duration::from_secs(24 * 3600)),
             kill_grace: Setting::default(Duration::from_secs(10)),
             env_allow: Setting::default(
                 [
@@ -285,6 +290,7 @@ impl Config {
         span!(heartbeat_interval);
         span!(max_heartbeat_age);
         span!(default_estimate);
+        span!(overdue_after);
         span!(kill_grace);
         if let Some(v) = f.timeout_multiplier {
             self.timeout_multiplier.set(v, src());

@@ -432,3 +432,23 @@ fn status_all_reads_a_long_history_in_order() {
             .all(|j| j["state"] == "done" && j["log"].is_string())
     );
 }
+
+#[test]
+fn overdue_after_sets_the_starvation_bound_optimize_and_the_worker_follow() {
+    let s = TestSpool::with_config("overdue_after = \"2s\"\n");
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["pause"]);
+    s.ok(&["submit", "-p", "low", "old"]);
+    // Past the bound before the high job comes: the low one goes first.
+    std::thread::sleep(Duration::from_millis(2100));
+    s.ok(&["submit", "-p", "high", "new"]);
+    let plan = json(&s.ok(&["optimize", "--json"]));
+    assert_eq!(plan[0]["name"], "000001-old", "{plan}");
+    let why = plan[0]["reason"].as_str().unwrap();
+    assert!(why.contains("overdue") && why.contains("over 2s"), "{why}");
+    s.ok(&["resume"]);
+    wait_until("both done", Duration::from_secs(10), || {
+        s.ls("done").len() == 2
+    });
+    assert_eq!(s.install_order(), vec!["old", "new"]);
+}

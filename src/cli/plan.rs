@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let policy = Policy {
         max_parallel: cfg.max_parallel.value,
         default_estimate: cfg.default_estimate.value,
-        ..Policy::default()
+        overdue_after: cfg.overdue_after.value,
     };
     let plan = scheduler::plan(&q, Timestamp::now(), &policy);
     let rows: Vec<Row> = plan

@@ -923,7 +923,7 @@ impl Worker {
         Policy {
             max_parallel: self.slots(),
             default_estimate: self.cfg.default_estimate.value,
-            ..Policy::default()
+            overdue_after: self.cfg.overdue_after.value,
         }
     }
 
