@@ -187,7 +187,7 @@ impl Default for Config {
             admin_group: Setting::default(None),
             max_pending_per_user: Setting::default(100),
             default_estimate: Setting::default(Duration::from_secs(30 * 60)),
-            overdue_after: Setting::default(Duration::from_secs(24 * 3600)),
+            overdue_after: Setting::default(Duration::from_secs(48 * 3600)),
             kill_grace: Setting::default(Duration::from_secs(10)),
             env_allow: Setting::default(
                 [

@@ -11,7 +11,7 @@
 //! silently.
 //!
 //! **Ranking of ready jobs**, first difference wins:
-//! 1. *overdue* first: a job that has waited `overdue_after` (24 h by default) since
+//! 1. *overdue* first: a job that has waited `overdue_after` (48 h by default) since
 //!    submission, or that such a job waits for, directly or through others; among
 //!    them, the oldest submission they serve first;
 //! 2. *value per hour*: the job's priority weight (high 3, medium 2, low 1) per hour
@@ -33,10 +33,16 @@
 //!
 //! **Starvation bound.** A job is overdue once it has waited `overdue_after`, whatever
 //! its priority, and overdue jobs go before all others, oldest submission first. So
-//! once a ready job has waited `overdue_after` (24 h by default), no job submitted
+//! once a ready job has waited `overdue_after` (48 h by default), no job submitted
 //! after it starts before it, except a job that an earlier submission waits for; it
 //! then waits only for the installs already running and for overdue work submitted
 //! before it. [`Policy::starvation_bound`] gives the number; the reason text states it.
+//! Jobs submitted in the same second (one `submit` of several specs) count as submitted
+//! together. Why 48 h: the simulation shows the bound's price. With 24 h, long streams
+//! of work turn into FIFO for everything overdue, and the weighted mean completion time
+//! came out up to 16% worse than the old formula's on 2000-job streams; with 48 h it is
+//! better on every generated stream that the builder can keep up with, and the longest
+//! waits stay below the old formula's (which had no bound). Sites set `overdue_after`.
 //!
 //! **Cost.** `plan` is O((n + e) log n) for n pending jobs and e dependency edges:
 //! lookups are by hash, doom spreads by one walk over reverse edges, cycles are found by
@@ -122,7 +128,7 @@ impl Default for Policy {
         Policy {
             max_parallel: 1,
             default_estimate: Duration::from_secs(30 * 60),
-            overdue_after: Duration::from_secs(24 * 3600),
+            overdue_after: Duration::from_secs(48 * 3600),
         }
     }
 }
@@ -711,6 +717,14 @@ mod tests {
         }
     }
 
+    /// A starvation bound of one day, whatever the default.
+    fn day_bound() -> Policy {
+        Policy {
+            overdue_after: Duration::from_secs(24 * 3600),
+            ..Policy::default()
+        }
+    }
+
     fn ids(p: &Plan) -> Vec<u64> {
         p.order.iter().map(|r| r.id.0).collect()
     }
@@ -898,7 +912,7 @@ mod tests {
             ..job(4, "c", Priority::High, &[])
         });
         let later = Timestamp(1001 + 24 * 3600 + 1);
-        let p = plan(&q, later, &Policy::default());
+        let p = plan(&q, later, &day_bound());
         assert_eq!(p.to_start(1, 2), vec![JobId(1)]);
         assert!(
             p.order[0]
@@ -911,7 +925,7 @@ mod tests {
 
     #[test]
     fn overdue_jobs_go_before_later_submissions_in_submission_order() {
-        let policy = Policy::default();
+        let policy = day_bound();
         let now = Timestamp(1000 + 24 * 3600 + 10);
         let mut long = job(2, "llvm", Priority::High, &[]);
         long.estimate = Some(Duration::from_secs(4 * 3600));

@@ -94,8 +94,10 @@ fn status_of<'p, 'q>(p: &'p Plan<'q>, id: JobId) -> &'p Readiness<'q> {
 
 /// Run the queue to the end with `m` builders, checking every decision.
 fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
+    // A bound inside the generated ages (up to 40 h), so overdue jobs are common.
     let policy = Policy {
         max_parallel: m,
+        overdue_after: Duration::from_secs(24 * 3600),
         ..Policy::default()
     };
     let jobs = queue(specs);
