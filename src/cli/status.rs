@@ -190,9 +190,12 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
 /// Read the jobs of one directory, on every core (`--all` reads the whole history); a
 /// file that moved meanwhile is looked for again.
 fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
-    // Which jobs have a log: one stat each for a few jobs; for many, one listing of
-    // logs/ (a few getdents calls per thousand names) instead of a stat per job.
-    let logs: Option<HashSet<String>> = (names.len() >= MANY).then(|| {
+    // Which jobs have a log: one stat each for active jobs and a few finished ones; for
+    // many finished jobs (`--all`), one listing of logs/ (a few getdents calls per
+    // thousand names) instead of a stat per job. Never for active jobs alone: logs/ grows
+    // with the history, and `status` must not.
+    let many_finished = names.len() >= MANY && Dir::FINISHED.contains(&dir);
+    let logs: Option<HashSet<String>> = many_finished.then(|| {
         fs::read_dir(ctx.spool.dir(Dir::Logs))
             .map(|d| {
                 d.filter_map(|e| e.ok()?.file_name().into_string().ok())
