@@ -136,7 +136,17 @@ const KEYS: &[&str] = &[
 
 const HEADERS: &[&str] = &["[job]", "[state]", "[[job]]", "[spec]", "[x]"];
 
-/// A TOML-ish document built from hostile keys, values and section headers.
+/// Valid job files, each a start for hostile lines to follow.
+const VALID_JOBS: &[&str] = &[
+    "spec = \"zlib\"",
+    "spec = \"hdf5@1.14 +mpi ^openmpi\"\npriority = \"high\"\ndependencies = [\"zlib\"]",
+    "spec = \"builtin.py-numpy@1.26%gcc@12 ^ openblas\"\npriority = \"low\"\nestimated_time = 90",
+    "note = \"first\"\nspec = \"cmake@3.27\"\nafter = [41]\ntimeout = \"1h 30m\"",
+];
+
+/// A TOML-ish document built from hostile keys, values and section headers; a quarter of
+/// them start as a valid job file and take up to two hostile lines after it (how most
+/// broken files look), so valid documents are common enough to count.
 fn document() -> impl Strategy<Value = String> {
     let line = prop_oneof![
         6 => (prop::sample::select(KEYS), prop::sample::select(VALUES))
@@ -144,8 +154,20 @@ fn document() -> impl Strategy<Value = String> {
         1 => prop::sample::select(HEADERS).prop_map(String::from),
         1 => "[ -~]{0,40}",
         1 => any::<String>().prop_map(|s| s.chars().take(40).collect()),
-    ];
-    prop::collection::vec(line, 0..12).prop_map(|lines| lines.join("\n"))
+    ]
+    .boxed();
+    let hostile = prop::collection::vec(line.clone(), 0..12).prop_map(|lines| lines.join("\n"));
+    let valid_then_hostile = (
+        prop::sample::select(VALID_JOBS),
+        prop::collection::vec(line, 0..3),
+    )
+        .prop_map(|(job, lines)| {
+            std::iter::once(job.to_string())
+                .chain(lines)
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+    prop_oneof![3 => hostile, 1 => valid_then_hostile]
 }
 
 /// A seed with a few bytes changed, inserted or removed.
