@@ -92,6 +92,27 @@ fn status_of<'p, 'q>(p: &'p Plan<'q>, id: JobId) -> &'p Readiness<'q> {
     &p.order.iter().find(|r| r.id == id).unwrap().status
 }
 
+/// Record a finished job where the scheduler looks for it: by ID, and as its package's
+/// latest.
+fn record_finished(
+    q: &mut QueueState,
+    id: JobId,
+    name: &str,
+    package: &str,
+    outcome: Outcome,
+    at: Timestamp,
+) {
+    let f = FinishedJob {
+        id,
+        name: name.to_string(),
+        package: package.to_string(),
+        outcome,
+        finished_at: at,
+    };
+    q.finished.insert(id, f.clone());
+    q.latest_by_package.insert(package.to_string(), f);
+}
+
 /// Run the queue to the end with `m` builders, checking every decision.
 fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
     // A bound inside the generated ages (up to 40 h), so overdue jobs are common.
@@ -137,15 +158,14 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             for id in &doomed {
                 let job = q.pending.iter().find(|j| j.id == *id).unwrap().clone();
                 outcome.insert(job.id, Outcome::Failed);
-                let f = FinishedJob {
-                    id: job.id,
-                    name: job.name.clone(),
-                    package: job.package.clone(),
-                    outcome: Outcome::Failed,
-                    finished_at: now,
-                };
-                q.finished.insert(job.id, f.clone());
-                q.latest_by_package.insert(job.package.clone(), f);
+                record_finished(
+                    &mut q,
+                    job.id,
+                    &job.name,
+                    &job.package,
+                    Outcome::Failed,
+                    now,
+                );
             }
             q.pending.retain(|j| !doomed.contains(&j.id));
             plan(&q, now, &policy)
@@ -243,15 +263,14 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         t = end;
         q.running.retain(|x| x.id != r.id);
         outcome.insert(r.id, Outcome::Done);
-        let f = FinishedJob {
-            id: r.id,
-            name: r.name.clone(),
-            package: r.package.clone(),
-            outcome: Outcome::Done,
-            finished_at: Timestamp(t),
-        };
-        q.finished.insert(r.id, f.clone());
-        q.latest_by_package.insert(r.package.clone(), f);
+        record_finished(
+            &mut q,
+            r.id,
+            &r.name,
+            &r.package,
+            Outcome::Done,
+            Timestamp(t),
+        );
     }
     prop_assert!(false, "the simulation did not end");
     Ok(())
