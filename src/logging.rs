@@ -20,12 +20,15 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 const IDENTIFIER: &str = "spack-installer";
+
+/// The level filter, changeable while the process runs (the worker's SIGHUP).
+static LEVEL: std::sync::OnceLock<reload::Handle<EnvFilter, Registry>> = std::sync::OnceLock::new();
 
 /// Set up logging for the process. `config` is the `--config` path, for `log_level`.
 pub fn init(config: Option<&Path>) {
@@ -41,6 +44,8 @@ pub fn init(config: Option<&Path>) {
         );
         EnvFilter::new("info")
     });
+    let (filter, handle) = reload::Layer::new(filter);
+    let _ = LEVEL.set(handle);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     if stderr_is_journal()
         && let Ok(journal) = Journal::connect()
@@ -56,6 +61,17 @@ pub fn init(config: Option<&Path>) {
             .with(filter)
             .with(fmt.without_time().with_ansi(false))
             .init();
+    }
+}
+
+/// Change the level while running (`log_level` after a config reload). An invalid
+/// directive changes nothing and says why.
+pub fn set_level(directive: &str) -> Result<(), String> {
+    let filter = EnvFilter::try_new(directive)
+        .map_err(|e| format!("log level `{directive}` is not valid ({e})"))?;
+    match LEVEL.get() {
+        Some(h) => h.reload(filter).map_err(|e| e.to_string()),
+        None => Ok(()),
     }
 }
 

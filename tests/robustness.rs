@@ -73,15 +73,22 @@ fn sighup_reloads_the_config() {
     fs::write(
         &s.config,
         format!(
-            "spack = \"{}\"\ninstall_args = [\"--reuse\"]\n",
+            "spack = \"{}\"\ninstall_args = [\"--reuse\"]\nlog_level = \"debug\"\n",
             support::fake_spack().display()
         ),
     )
     .unwrap();
+    // At the default level the worker does not say which Spack it uses; at debug it does.
+    assert!(!w.output().contains("using "), "{}", w.output());
     w.signal(Signal::SIGHUP);
     wait_until("reload logged", Duration::from_secs(10), || {
         w.output().contains("configuration reloaded")
     });
+    assert!(
+        w.output().contains("using "),
+        "log_level = debug took no effect: {}",
+        w.output()
+    );
     s.ok(&["submit", "--wait", "zlib"]);
     assert_eq!(s.installs(), vec![vec!["install", "--reuse", "zlib"]]);
 }

@@ -1390,6 +1390,16 @@ impl Worker {
         match sig {
             SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
                 Ok(cfg) => {
+                    if let Err(e) = crate::logging::set_level(&cfg.log_level.value) {
+                        tracing::error!("{e}; keeping the log level");
+                    }
+                    if cfg.executor.value != self.cfg.executor.value
+                        || cfg.slurm.value != self.cfg.slurm.value
+                    {
+                        tracing::warn!(
+                            "`executor` or `[slurm]` changed: that takes effect when the worker restarts"
+                        );
+                    }
                     self.cfg = cfg;
                     self.changed();
                     match resolve_spack(&self.cfg, self.opts.dry_run) {
