@@ -30,28 +30,17 @@ pub fn read_path(path: &Path) -> Result<Job> {
     Job::from_toml(&text).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
 }
 
-/// A job file's text: open, read, close. Records are a few hundred bytes, so this
-/// reads into a buffer of 4 KiB (grown if need be) rather than asking the file's size
-/// first as `fs::read_to_string` does: one system call fewer per job, which `status
-/// --all` makes for every job in the history.
+/// A job file's text: open, read, close. `fs::read_to_string` first asks the file's size
+/// (a statx) to size its buffer; records are a few hundred bytes, so a 4 KiB buffer and
+/// a plain read loop (`Take` has no size hint) save that call, which `status --all`
+/// makes for every job in the history.
 fn read_small(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match f.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    let mut text = String::with_capacity(4096);
+    fs::File::open(path)?
+        .take(u64::MAX)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Find a job by ID in the state directories, earliest state first.

@@ -101,6 +101,17 @@ pub fn create_job(spool: &Spool, dir: Dir, job: &Job, sync_dir: bool) -> Result<
 /// Replace `target` with `bytes` by renaming a temp file from `tmp/` over it. With
 /// `durable`, the file and its directory are fsynced.
 pub fn replace(spool: &Spool, target: &Path, bytes: &[u8], durable: bool) -> Result<()> {
+    replace_synced(spool, target, bytes, durable, durable)
+}
+
+/// [`replace`], choosing the file's fsync and the directory's separately.
+fn replace_synced(
+    spool: &Spool,
+    target: &Path,
+    bytes: &[u8],
+    sync_file: bool,
+    sync_dir: bool,
+) -> Result<()> {
     let tmp_dir = spool.dir(Dir::Tmp);
     let tmp_dir = if tmp_dir.is_dir() {
         tmp_dir
@@ -108,10 +119,10 @@ pub fn replace(spool: &Spool, target: &Path, bytes: &[u8], durable: bool) -> Res
         target.parent().unwrap_or(Path::new(".")).to_path_buf()
     };
     let mut tmp = temp_in(&tmp_dir)?;
-    write_synced(&mut tmp, bytes, durable)?;
+    write_synced(&mut tmp, bytes, sync_file)?;
     tmp.persist(target)
         .map_err(|e| Error::io("replace", target, e.error))?;
-    if durable {
+    if sync_dir {
         fsync_dir(target.parent().unwrap_or(Path::new(".")))?;
     }
     Ok(())
@@ -122,17 +133,16 @@ pub fn rewrite(spool: &Spool, dir: Dir, job: &Job) -> Result<()> {
     rewrite_as(spool, dir, job, Durable::Step)
 }
 
-/// *rewrite*, saying what must survive a power cut.
+/// *rewrite*, saying what must survive a power cut. The file's bytes always are.
 pub fn rewrite_as(spool: &Spool, dir: Dir, job: &Job, durable: Durable) -> Result<()> {
     let target = spool.job_path(dir, &job.name());
-    let mut tmp = temp_in(&spool.dir(Dir::Tmp))?;
-    write_synced(&mut tmp, job.to_toml().as_bytes(), true)?;
-    tmp.persist(&target)
-        .map_err(|e| Error::io("replace", &target, e.error))?;
-    if durable == Durable::Step {
-        fsync_dir(&spool.dir(dir))?;
-    }
-    Ok(())
+    replace_synced(
+        spool,
+        &target,
+        job.to_toml().as_bytes(),
+        true,
+        durable == Durable::Step,
+    )
 }
 
 /// *move*: `from/NAME.toml → to/NAME.toml`, never overwriting; then fsync the directory
