@@ -15,14 +15,23 @@ use proptest::test_runner::{Config, TestRunner};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// How many inputs a run had accepted as job files: a run that never reaches the
+/// Run `strategy` through `check` (which asserts the invariants and returns the bytes it
+/// tried), and count the inputs that were valid job files: a run that never reaches the
 /// validator past the TOML parser proves little, so each generator must produce some.
-fn accepted(counter: &AtomicU32, bytes: &[u8]) {
-    if std::str::from_utf8(bytes)
-        .is_ok_and(|t| spack_installer::job::JobFile::parse_and_validate(t).is_ok())
-    {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+fn fuzz_and_count<S: Strategy>(strategy: S, what: &str, check: impl Fn(S::Value) -> Vec<u8>) {
+    let ok = AtomicU32::new(0);
+    runner()
+        .run(&strategy, |input| {
+            let bytes = check(input);
+            if std::str::from_utf8(&bytes)
+                .is_ok_and(|t| spack_installer::job::JobFile::parse_and_validate(t).is_ok())
+            {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(ok.load(Ordering::Relaxed) > 0, "no {what} was valid");
 }
 
 fn cases() -> u32 {
@@ -244,31 +253,18 @@ fn arbitrary_bytes_never_panic_and_never_pass_a_bad_spec() {
 
 #[test]
 fn hostile_toml_documents_never_panic_and_never_pass_a_bad_spec() {
-    let ok = AtomicU32::new(0);
-    runner()
-        .run(&document(), |text| {
-            invariants::check_text(&text);
-            accepted(&ok, text.as_bytes());
-            Ok(())
-        })
-        .unwrap();
-    assert!(
-        ok.load(Ordering::Relaxed) > 0,
-        "no generated document was valid"
-    );
+    fuzz_and_count(document(), "generated document", |text| {
+        invariants::check_text(&text);
+        text.into_bytes()
+    });
 }
 
 #[test]
 fn mutated_seeds_never_panic_and_never_pass_a_bad_spec() {
-    let ok = AtomicU32::new(0);
-    runner()
-        .run(&mutated(seeds()), |bytes| {
-            invariants::check_bytes(&bytes);
-            accepted(&ok, &bytes);
-            Ok(())
-        })
-        .unwrap();
-    assert!(ok.load(Ordering::Relaxed) > 0, "no mutated seed was valid");
+    fuzz_and_count(mutated(seeds()), "mutated seed", |bytes| {
+        invariants::check_bytes(&bytes);
+        bytes
+    });
 }
 
 #[test]
@@ -279,24 +275,17 @@ fn arbitrary_specs_are_accepted_only_when_safe() {
         "[ -~]{0,40}",
         any::<String>().prop_map(|s| s.chars().take(40).collect()),
     ];
-    let ok = AtomicU32::new(0);
-    runner()
-        .run(
-            &(spec, prop::collection::vec("[a-z0-9./_-]{0,12}", 0..4)),
-            |(spec, deps)| {
-                let text = format!(
-                    "spec = {}\ndependencies = {}\n",
-                    toml::Value::String(spec),
-                    toml::Value::Array(deps.into_iter().map(toml::Value::String).collect())
-                );
-                invariants::check_text(&text);
-                accepted(&ok, text.as_bytes());
-                Ok(())
-            },
-        )
-        .unwrap();
-    assert!(
-        ok.load(Ordering::Relaxed) > 0,
-        "no generated spec was valid"
+    fuzz_and_count(
+        (spec, prop::collection::vec("[a-z0-9./_-]{0,12}", 0..4)),
+        "generated spec",
+        |(spec, deps)| {
+            let text = format!(
+                "spec = {}\ndependencies = {}\n",
+                toml::Value::String(spec),
+                toml::Value::Array(deps.into_iter().map(toml::Value::String).collect())
+            );
+            invariants::check_text(&text);
+            text.into_bytes()
+        },
     );
 }

@@ -35,36 +35,24 @@ fn a_spool_left_mid_transition_is_recovered() {
     let s = TestSpool::new();
     // Crash after intake's claim: a claimed file and no job 7 yet.
     fs::write(s.path("tmp/claim.000007.t7.toml"), "spec = \"claimed\"\n").unwrap();
+    // A record of job `id` in state directory `dir`, as a crash left it.
+    let put = |dir: &str, id: u64, pkg: &str, state: State, attempts: u32| {
+        fs::write(
+            s.path(&format!("{dir}/{id:06}-{pkg}.toml")),
+            record(id, pkg, state, attempts),
+        )
+        .unwrap()
+    };
     // Crash after a pending job was rewritten as cancelled, before the move.
-    fs::write(
-        s.path("pending/000002-cancelme.toml"),
-        record(2, "cancelme", State::Cancelled, 0),
-    )
-    .unwrap();
+    put("pending", 2, "cancelme", State::Cancelled, 0);
     // Crash between finish's rewrite and move: the outcome is recorded.
-    fs::write(
-        s.path("running/000003-finished.toml"),
-        record(3, "finished", State::Done, 1),
-    )
-    .unwrap();
+    put("running", 3, "finished", State::Done, 1);
     // The worker died while Spack ran (first attempt) ...
-    fs::write(
-        s.path("running/000004-crashed.toml"),
-        record(4, "crashed", State::Running, 1),
-    )
-    .unwrap();
+    put("running", 4, "crashed", State::Running, 1);
     // ... and for the third time.
-    fs::write(
-        s.path("running/000005-cursed.toml"),
-        record(5, "cursed", State::Running, 3),
-    )
-    .unwrap();
+    put("running", 5, "cursed", State::Running, 3);
     // Crash between start's move and rewrite: never started.
-    fs::write(
-        s.path("running/000006-unstarted.toml"),
-        record(6, "unstarted", State::Pending, 0),
-    )
-    .unwrap();
+    put("running", 6, "unstarted", State::Pending, 0);
     // A temp file whose rename never happened.
     fs::write(s.path("tmp/.half-written"), "spec = ").unwrap();
     // counter lost.

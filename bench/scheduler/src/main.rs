@@ -65,6 +65,22 @@ struct Job {
     arrival: u64,
 }
 
+impl Job {
+    /// The job as the scheduler sees it, submitted at `submitted` (seconds).
+    fn pending(&self, submitted: u64) -> PendingJob {
+        PendingJob {
+            id: JobId(self.id),
+            name: format!("{:06}-{}", self.id, self.package),
+            package: self.package.clone(),
+            priority: self.priority,
+            dependencies: self.deps.clone(),
+            after: vec![],
+            estimate: self.estimate,
+            submitted_at: Timestamp(submitted),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Shape {
     Independent,
@@ -363,16 +379,7 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
             let j = &jobs[next_arrival];
             *unfinished.entry(j.package.as_str()).or_default() += 1;
             pending.push(next_arrival);
-            q.pending.push(PendingJob {
-                id: JobId(j.id),
-                name: format!("{:06}-{}", j.id, j.package),
-                package: j.package.clone(),
-                priority: j.priority,
-                dependencies: j.deps.clone(),
-                after: vec![],
-                estimate: j.estimate,
-                submitted_at: Timestamp(BASE + j.arrival),
-            });
+            q.pending.push(j.pending(BASE + j.arrival));
             next_arrival += 1;
         }
         if running.len() >= m || pending.is_empty() {
@@ -504,16 +511,14 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
         out.max_wait[c] = out.max_wait[c].max(wait);
         count[c] += 1;
     }
-    for c in 0..3 {
-        out.mean_wait[c] /= count[c].max(1) as f64;
+    for (mean, n) in out.mean_wait.iter_mut().zip(count) {
+        *mean /= n.max(1) as f64;
     }
     out.weighted_completion = wsum / wtot;
     out.makespan = (*finish.iter().max().unwrap() - jobs[0].arrival) as f64;
     out
 }
 
-/// Whether job `i` is something a pending job submitted before `since` waits for,
-/// directly or through others.
 /// Whether job `i` is waited for, directly or through other pending jobs, by a job
 /// submitted no later than `since` (jobs submitted in the same second, as one stack is,
 /// count as submitted together: the bound orders them by value, not by ID).
@@ -807,16 +812,7 @@ fn rank_10k(rng: &mut Rng, policy: &Policy) {
     }
     let mut q = QueueState::default();
     for j in &big {
-        q.pending.push(PendingJob {
-            id: JobId(j.id),
-            name: format!("{:06}-{}", j.id, j.package),
-            package: j.package.clone(),
-            priority: j.priority,
-            dependencies: j.deps.clone(),
-            after: vec![],
-            estimate: j.estimate,
-            submitted_at: Timestamp(BASE),
-        });
+        q.pending.push(j.pending(BASE));
         if let Some(h) = j.history {
             q.history.insert(j.package.clone(), h);
         }
