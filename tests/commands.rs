@@ -415,6 +415,9 @@ fn status_all_reads_a_long_history_in_order() {
     args.extend(specs.iter().map(String::as_str));
     s.ok(&args);
     s.ok(&["worker", "run", "--until-idle", "--dry-run"]);
+    // One log gone (cleaned by hand): read this many, status lists logs/ once instead of
+    // looking for each, and must still tell the two apart.
+    fs::remove_file(s.path("logs/000150-pkg150.log")).unwrap();
     let v = json(&s.ok(&["status", "--all", "--json"]));
     let names: Vec<String> = v["jobs"]
         .as_array()
@@ -429,7 +432,8 @@ fn status_all_reads_a_long_history_in_order() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|j| j["state"] == "done" && j["log"].is_string())
+            .all(|j| j["state"] == "done"
+                && j["log"].is_string() == (j["name"] != "000150-pkg150"))
     );
 }
 

@@ -315,3 +315,27 @@ fn a_job_submitted_while_a_deep_queue_drains_is_ranked_at_once() {
     // after six or so.
     assert!(at <= 3, "urgent was install {} of {order:?}", at + 1);
 }
+
+#[test]
+fn worker_toml_follows_a_burst_of_short_jobs_without_waiting_for_the_heartbeat() {
+    // Starts and ends write worker.toml at most every 100 ms; a change that falls inside
+    // that gap must still be written soon after, not at the next heartbeat (an hour here).
+    // Dry-run installs end at once, so every end falls inside the gap.
+    let s = TestSpool::new();
+    let _w = s.start_worker(&["--dry-run"], &[("WORKER_HEARTBEAT_INTERVAL", "3600")]);
+    wait_until("worker up", Duration::from_secs(10), || {
+        fs::read_to_string(s.path("worker.toml")).is_ok_and(|t| t.contains("state = \"running\""))
+    });
+    s.ok(&["submit", "--no-wait", "a1", "a2", "a3", "a4", "a5"]);
+    wait_until("all five done", Duration::from_secs(20), || {
+        s.ls("done").len() == 5
+    });
+    wait_until(
+        "worker.toml lists the five as recent, nothing running",
+        Duration::from_secs(5),
+        || {
+            let t = fs::read_to_string(s.path("worker.toml")).unwrap_or_default();
+            t.contains("running = []") && (1..=5).all(|i| t.contains(&format!("-a{i}\"")))
+        },
+    );
+}
