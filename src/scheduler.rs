@@ -120,6 +120,7 @@ pub struct Policy {
     /// Estimate for a job with none of its own and no history.
     pub default_estimate: Duration,
     /// Waiting this long makes a job overdue: it goes before every later submission.
+    /// Zero: no job is ever overdue (no starvation bound).
     pub overdue_after: Duration,
 }
 
