@@ -237,7 +237,7 @@ impl Config {
             Ok(text) => {
                 let f: ConfigFile = toml::from_str(&text).map_err(|e| Error::Config {
                     path: path.clone(),
-                    message: e.message().to_string(),
+                    message: crate::job::toml_message(&e, &text),
                 })?;
                 c.apply_file(f, &path)?;
                 c.file = Some(path);
@@ -487,6 +487,23 @@ mod tests {
         std::fs::write(&f, "[slurm]\nparition = \"x\"\n").unwrap();
         assert!(Config::load_with_env(Some(&f), |_| None).is_err());
         assert_eq!(Config::default().spack_jobs(), None);
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_parallel = 2\noverdue_after = \"soon\"\n").unwrap();
+        let e = Config::load_with_env(Some(&f), |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2, column 17") && e.contains("`soon`"),
+            "{e}"
+        );
+        std::fs::write(&f, "overdue_after = \"0s\"\n").unwrap();
+        let c = Config::load_with_env(Some(&f), |_| None).unwrap();
+        assert!(c.overdue_after.value.is_zero());
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub struct Submission {
 }
 
 /// Turn a TOML error into one line with its position, for people.
-fn toml_message(e: &toml::de::Error, text: &str) -> String {
+pub(crate) fn toml_message(e: &toml::de::Error, text: &str) -> String {
     let msg = e.message().trim().to_string();
     match e.span() {
         Some(span) => {
