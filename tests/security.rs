@@ -654,3 +654,104 @@ fn a_reused_ticket_name_cannot_answer_for_someone_else() {
     .unwrap();
     assert_ne!(got.owner_uid, Some(u.alice.uid));
 }
+
+/// A process that is killed when the test ends, whatever happens.
+struct Bystander(std::process::Child);
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Bystander {
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+#[test]
+fn worker_stop_signals_only_the_lock_holder_never_the_pid_in_worker_toml() {
+    if !root_or_skip("worker_stop_signals_only_the_lock_holder_never_the_pid_in_worker_toml") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    let mut w = s.spawn_worker();
+    let said = text(&s.cli(&u.alice, &["status"]).stdout);
+    assert!(said.contains(&format!("pid {}", w.pid())), "{said}");
+    // The worker dies without a word (kill -9, an OOM kill): worker.toml stays behind.
+    w.signal(nix::sys::signal::Signal::SIGKILL);
+    w.wait(Duration::from_secs(10));
+    // An unrelated root process, and worker.toml rewritten by the worker user to name it
+    // as a running worker with a fresh heartbeat (PID reuse looks the same, innocently).
+    let mut victim = Bystander(
+        std::process::Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .unwrap(),
+    );
+    let victim_pid = victim.0.id();
+    s.sh_ok(
+        &u.spack,
+        &format!(
+            "now=$(date -u +%Y-%m-%dT%H:%M:%SZ) && \
+             sed -e 's/^pid = .*/pid = {victim_pid}/' -e \"s/^heartbeat = .*/heartbeat = \\\"$now\\\"/\" \
+                 -e 's/^state = .*/state = \"running\"/' \"$S/worker.toml\" > \"$S/tmp/w\" && \
+             mv \"$S/tmp/w\" \"$S/worker.toml\""
+        ),
+    );
+    assert!(
+        s.read("worker.toml")
+            .contains(&format!("pid = {victim_pid}"))
+    );
+
+    let out = s.root_cli(&["worker", "stop"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("no worker is running"), "{said}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        victim.alive(),
+        "root's `worker stop` signalled pid {victim_pid}"
+    );
+
+    let said = text(&s.cli(&u.alice, &["status"]).stdout);
+    assert!(said.contains("worker: not running"), "{said}");
+    assert!(!said.contains(&victim_pid.to_string()), "{said}");
+    let said = text(&s.root_cli(&["worker", "info"]).stdout);
+    assert!(said.contains("not running"), "{said}");
+    assert!(!said.contains(&victim_pid.to_string()), "{said}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&s.root_cli(&["worker", "info", "--json"]).stdout).unwrap();
+    assert_eq!(json["state"], "not-running", "{json}");
+    assert_eq!(json["pid"], serde_json::Value::Null, "{json}");
+
+    // `worker start` is not refused by the stale record; the worker it starts is the
+    // one `status` names and the one root's `worker stop` signals.
+    let out = s.cli(&u.spack, &["worker", "start", "--dry-run"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    let started: u32 = said
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {said}"));
+    let said = text(&s.cli(&u.alice, &["status"]).stdout);
+    assert!(said.contains(&format!("pid {started}")), "{said}");
+    let out = s.root_cli(&["worker", "stop"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("worker (pid {started}) stopped")),
+        "{said}"
+    );
+    // Its lock is released (the process may linger as a zombie until it is reaped).
+    let said = text(&s.cli(&u.alice, &["status"]).stdout);
+    assert!(said.contains("worker: not running"), "{said}");
+    assert!(
+        victim.alive(),
+        "root's `worker stop` signalled pid {victim_pid}"
+    );
+}

@@ -108,7 +108,8 @@ pub fn worker_view(ctx: &Ctx, now: Timestamp) -> WorkerView {
         },
         Some(w) => WorkerView {
             state: w.liveness(now, max_age),
-            pid: Some(w.pid),
+            // Only a lock holder's PID is a worker's; a dead worker's may be anyone's now.
+            pid: (w.liveness(now, max_age) != Liveness::NotRunning).then_some(w.pid),
             heartbeat_age_s: Some(w.heartbeat.until(now).as_secs()),
             mode: Some(format!("{:?}", w.state).to_lowercase()),
             running: w.running.clone(),

@@ -1,16 +1,17 @@
 //! `worker run` (the worker in the foreground, as systemd runs it), `worker start`
 //! (detached, logging to a file), `worker stop` (signal the worker, wait, report) and
-//! `worker info`.
+//! `worker info`. Whether a worker runs, and which process to signal, is asked of the
+//! kernel (who holds `worker.lock`), never read from `worker.toml`: the worker user
+//! writes that file, and its PID outlives a crash.
 
 use super::Ctx;
 use crate::config::Config;
 use crate::error::{Error, Result, exit};
-use crate::spool::status::{Liveness, WorkerStatus, pid_alive};
+use crate::spool::lock::{self, Holder};
+use crate::spool::status::{Liveness, WorkerStatus};
 use crate::spool::{Dir, store};
 use crate::time::Timestamp;
 use crate::worker::{Options, Worker};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
@@ -105,12 +106,12 @@ fn live(ctx: &Ctx) -> Option<(WorkerStatus, Liveness)> {
 }
 
 fn start(ctx: &Ctx, a: StartArgs) -> Result<i32> {
-    if let Some((w, l)) = live(ctx).filter(|(_, l)| *l != Liveness::NotRunning) {
+    if let Holder::Pid(pid) = lock::holder(&ctx.spool) {
+        let stale = live(ctx).is_some_and(|(_, l)| l == Liveness::Stale);
         println!(
-            "a worker already runs on {} (pid {}{})",
+            "a worker already runs on {} (pid {pid}{})",
             ctx.spool.root().display(),
-            w.pid,
-            if l == Liveness::Stale { ", stale" } else { "" }
+            if stale { ", stale" } else { "" }
         );
         return Ok(exit::WORKER_BUSY);
     }
@@ -175,32 +176,53 @@ fn start(ctx: &Ctx, a: StartArgs) -> Result<i32> {
 }
 
 fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
-    let Some((w, l)) = live(ctx).filter(|(_, l)| *l != Liveness::NotRunning) else {
+    let pid = match lock::holder(&ctx.spool) {
+        Holder::Pid(pid) => pid,
+        Holder::Free => {
+            println!("no worker is running on {}", ctx.spool.root().display());
+            return Ok(exit::OK);
+        }
+        Holder::Unknown => {
+            return Err(Error::Other(format!(
+                "cannot tell which process holds {} (is /proc mounted?), so nothing was signalled; \
+                 stop the worker with `systemctl stop spack-installer` or by its PID",
+                ctx.spool.file(crate::spool::LOCK_FILE).display()
+            )));
+        }
+    };
+    let stale = live(ctx).is_some_and(|(_, l)| l == Liveness::Stale);
+    // A pidfd pins the process: once we have checked that it holds the lock, the
+    // signal cannot reach another process that got its PID in between.
+    let pidfd =
+        PidFd::open(pid).map_err(|e| Error::Other(format!("cannot signal pid {pid}: {e}")))?;
+    if lock::holder(&ctx.spool) != Holder::Pid(pid) {
         println!("no worker is running on {}", ctx.spool.root().display());
         return Ok(exit::OK);
-    };
-    let pid = Pid::from_raw(w.pid as i32);
-    let signal = |n: usize| -> Result<()> {
-        for _ in 0..n {
-            kill(pid, Signal::SIGTERM).map_err(|e| match e {
-                nix::errno::Errno::EPERM => Error::NotPermitted(format!(
-                    "you may not signal the worker (pid {}): only its user or root may stop it{}",
-                    w.pid, " (under systemd: `sudo systemctl stop spack-installer`)"
-                )),
-                e => Error::Other(format!("cannot signal pid {}: {e}", w.pid)),
-            })?;
+    }
+    for i in 0..if a.now { 2 } else { 1 } {
+        if i > 0 {
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(())
-    };
-    signal(if a.now { 2 } else { 1 })?;
-    if l == Liveness::Stale {
-        println!("the worker (pid {}) was stale; it was signalled", w.pid);
+        match pidfd.signal(nix::libc::SIGTERM) {
+            Ok(()) => {}
+            // It exited between the check and the signal: stopped all the same.
+            Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => break,
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) => {
+                return Err(Error::NotPermitted(format!(
+                    "you may not signal the worker (pid {pid}): only its user or root may stop it \
+                     (under systemd: `sudo systemctl stop spack-installer`)"
+                )));
+            }
+            Err(e) => return Err(Error::Other(format!("cannot signal pid {pid}: {e}"))),
+        }
+    }
+    if stale {
+        println!("the worker (pid {pid}) was stale; it was signalled");
     }
     let end = Instant::now() + Duration::from_secs(a.timeout);
     while Instant::now() < end {
-        if !pid_alive(w.pid) {
-            println!("worker (pid {}) stopped", w.pid);
+        if lock::holder(&ctx.spool) != Holder::Pid(pid) {
+            println!("worker (pid {pid}) stopped");
             return Ok(exit::OK);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -209,8 +231,7 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
         .map(|s| s.running)
         .unwrap_or_default();
     println!(
-        "the worker (pid {}) is still finishing {}; it exits when they end. `worker stop --now` interrupts and requeues them",
-        w.pid,
+        "the worker (pid {pid}) is still finishing {}; it exits when they end. `worker stop --now` interrupts and requeues them",
         if running.is_empty() {
             "its work".to_string()
         } else {
@@ -218,6 +239,44 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
         }
     );
     Ok(exit::OK)
+}
+
+/// A process pinned by pidfd_open(2), signalled by pidfd_send_signal(2): the PID cannot
+/// be reused while we hold it.
+struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    fn open(pid: u32) -> std::io::Result<PidFd> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a plain syscall; a non-negative result is a new descriptor we own.
+        let fd =
+            unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just returned by the kernel and nobody else owns it.
+        Ok(PidFd(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd as i32)
+        }))
+    }
+
+    fn signal(&self, sig: i32) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on a descriptor we own; no siginfo.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<nix::libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
 }
 
 fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
@@ -235,7 +294,7 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
     let view = serde_json::json!({
         "spool": ctx.spool.root(),
         "state": status.as_ref().map(|(_, l)| *l).unwrap_or(Liveness::NotRunning),
-        "pid": status.as_ref().map(|(w, _)| w.pid),
+        "pid": status.as_ref().filter(|(_, l)| *l != Liveness::NotRunning).map(|(w, _)| w.pid),
         "mode": status.as_ref().map(|(w, _)| format!("{:?}", w.state).to_lowercase()),
         "started_at": status.as_ref().map(|(w, _)| w.started_at.to_string()),
         "heartbeat_age_s": status.as_ref().map(|(w, _)| w.heartbeat.until(now).as_secs()),
@@ -255,6 +314,14 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
     }
     match &status {
         None => println!("worker: has never run on {}", ctx.spool.root().display()),
+        Some((w, Liveness::NotRunning)) => {
+            // The PID in worker.toml may belong to any process by now: not shown as ours.
+            println!("worker:      not running (no process holds the worker lock)");
+            println!(
+                "last ran:    since {}, last heartbeat {}",
+                w.started_at, w.heartbeat
+            );
+        }
         Some((w, l)) => {
             println!(
                 "worker:      {} (pid {}, {})",

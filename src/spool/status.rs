@@ -1,7 +1,10 @@
 //! `worker.toml`: the worker's status and heartbeat, and how readers judge it. The file
-//! is advisory (rewritten often, never fsynced); the lock is what really decides whether
-//! a worker runs, but only the worker user may open the lock, so members judge by this.
+//! is advisory (rewritten often, never fsynced, and written by the worker user, who may
+//! write anything there): whether a worker runs, and which process it is, is decided by
+//! who holds the flock on `worker.lock` ([`lock::holder`], read from the kernel's
+//! `/proc/locks`, which every user may read). The file adds the heartbeat, mode and jobs.
 
+use super::lock::{self, Holder};
 use super::{PAUSED_FILE, STATUS_FILE, Spool};
 use crate::time::Timestamp;
 use nix::errno::Errno;
@@ -37,28 +40,48 @@ pub struct WorkerStatus {
     pub max_parallel: usize,
     #[serde(default)]
     pub version: String,
+    /// The lock's holder when the file was read (never stored): `None` for a status not
+    /// read from a spool.
+    #[serde(skip)]
+    pub holder: Option<Holder>,
 }
 
 /// What a reader concludes about the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Liveness {
-    /// Its process exists and its heartbeat is fresh.
+    /// A process holds the lock and the heartbeat is fresh.
     Running,
-    /// Its process exists but the heartbeat is older than the limit.
+    /// A process holds the lock but the heartbeat is older than the limit.
     Stale,
-    /// No status file, a clean stop, or the process is gone.
+    /// No status file, or nobody holds the lock (whatever PID the file names).
     NotRunning,
 }
 
 impl WorkerStatus {
+    /// The file, with `pid` set to the lock holder's when a process holds the lock: the
+    /// PID written in the file may be stale (a crash, PID reuse) or false.
     pub fn read(spool: &Spool) -> Option<WorkerStatus> {
         let text = std::fs::read_to_string(spool.file(STATUS_FILE)).ok()?;
-        toml::from_str(&text).ok()
+        let mut w: WorkerStatus = toml::from_str(&text).ok()?;
+        let holder = lock::holder(spool);
+        if let Holder::Pid(p) = holder {
+            w.pid = p;
+        }
+        w.holder = Some(holder);
+        Some(w)
     }
 
     pub fn liveness(&self, now: Timestamp, max_age: Duration) -> Liveness {
-        if self.state == WorkerState::Stopped || !pid_alive(self.pid) {
+        let running = match self.holder {
+            Some(Holder::Pid(_)) => true,
+            Some(Holder::Free) => false,
+            // Without /proc/locks, the file and kill(pid, 0) are all there is.
+            Some(Holder::Unknown) | None => {
+                self.state != WorkerState::Stopped && pid_alive(self.pid)
+            }
+        };
+        if !running {
             Liveness::NotRunning
         } else if self.heartbeat.until(now) > max_age {
             Liveness::Stale

@@ -1468,6 +1468,7 @@ impl Worker {
             dry_run: self.opts.dry_run,
             max_parallel: self.cfg.max_parallel.value,
             version: env!("CARGO_PKG_VERSION").to_string(),
+            holder: None,
         };
         let text = toml::to_string(&st).expect("status serializes");
         if let Err(e) = transition::replace(
