@@ -36,6 +36,14 @@ pub enum Error {
     #[error("another worker holds the lock on {} (pid {pid}); stop it first (`spack-installer worker stop`), or wait", path.display())]
     WorkerBusy { path: PathBuf, pid: String },
 
+    #[error("{} is {found}, where the spool has {expected}: init does not follow, repair or \
+             create through it; look at it, remove it, and run init again", path.display())]
+    UnsafeSpoolEntry {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+
     #[error("no job {0} in the spool; `spack-installer status --all` lists every job")]
     JobNotFound(String),
 

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod queue;
 pub mod scheduler;
 pub mod spool;
+pub mod text;
 pub mod time;
 pub mod worker;
 

@@ -755,3 +755,96 @@ fn worker_stop_signals_only_the_lock_holder_never_the_pid_in_worker_toml() {
         "root's `worker stop` signalled pid {victim_pid}"
     );
 }
+
+#[test]
+fn root_init_never_follows_the_worker_users_links() {
+    if !root_or_skip("root_init_never_follows_the_worker_users_links") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    // Root's own things next to the spool, which the worker user would like to own.
+    let secret = s.dir.path().join("root-secret");
+    fs::write(&secret, "root only\n").unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let root_dir = s.dir.path().join("root-dir");
+    fs::create_dir(&root_dir).unwrap();
+    fs::set_permissions(
+        &root_dir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let nowhere = s.dir.path().join("made-by-root");
+    let untouched = |what: &str| {
+        for (p, m) in [(&secret, 0o600), (&root_dir, 0o700)] {
+            let meta = fs::symlink_metadata(p).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (0, 0, m),
+                "{what}: root's init changed {}",
+                p.display()
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(&secret).unwrap(),
+            "root only\n",
+            "{what}"
+        );
+        assert!(
+            !nowhere.exists(),
+            "{what}: root's init created {}",
+            nowhere.display()
+        );
+    };
+    let init_refuses = |what: &str, name: &str| {
+        let out = s.root_cli(&["init", "--group", GROUP, "--owner", SERVICE]);
+        let err = text(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{what}: init followed the link: {}",
+            text(&out.stdout)
+        );
+        assert!(
+            err.contains(name) && err.contains("symbolic link"),
+            "{what}: {err}"
+        );
+        untouched(what);
+    };
+    let (secret_p, dir_p, nowhere_p) = (
+        secret.display().to_string(),
+        root_dir.display().to_string(),
+        nowhere.display().to_string(),
+    );
+    s.sh_ok(
+        &u.spack,
+        &format!("cd \"$S\" && rm counter && ln -s {secret_p} counter"),
+    );
+    init_refuses("counter made a link to root's file", "counter");
+    s.sh_ok(
+        &u.spack,
+        &format!(
+            "cd \"$S\" && rm counter && echo 7 > counter && rm worker.lock && ln -s {secret_p} worker.lock"
+        ),
+    );
+    init_refuses("worker.lock made a link to root's file", "worker.lock");
+    s.sh_ok(
+        &u.spack,
+        &format!("cd \"$S\" && rm worker.lock && ln -s {nowhere_p} worker.lock"),
+    );
+    init_refuses("worker.lock made a dangling link", "worker.lock");
+    s.sh_ok(
+        &u.spack,
+        &format!("cd \"$S\" && rm worker.lock && touch worker.lock && mv logs logs.old && ln -s {dir_p} logs"),
+    );
+    init_refuses("logs/ made a link to root's directory", "logs");
+    s.sh_ok(&u.spack, "cd \"$S\" && rm logs && mv logs.old logs");
+    // With the links gone, init repairs the rest as the layout has it.
+    s.sh_ok(&u.spack, "rm \"$S/worker.lock\"");
+    let out = s.root_cli(&["init", "--group", GROUP, "--owner", SERVICE]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lock = fs::symlink_metadata(s.path("worker.lock")).unwrap();
+    assert!(lock.file_type().is_file());
+    assert_eq!((lock.uid(), lock.gid()), (u.spack.uid, u.group_gid));
+    assert_eq!(mode(&s.path("worker.lock")), 0o600);
+    untouched("after the repair");
+}
