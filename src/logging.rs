@@ -11,8 +11,12 @@
 //! so `journalctl -u spack-installer` would show "queued" or "interrupted and requeued"
 //! without saying which job; the worker names jobs in fields, not in the text.
 //!
+//! Every line and field is escaped by [`crate::text::printable_log`]: the worker logs job
+//! and file names, reasons and link targets that members chose.
+//!
 //! The level comes from `RUST_LOG`, else the config's `log_level`, else `info`.
 
+use crate::text::printable_log;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write as _};
 use std::os::unix::fs::MetadataExt;
@@ -46,7 +50,9 @@ pub fn init(config: Option<&Path>) {
     });
     let (filter, handle) = reload::Layer::new(filter);
     let _ = LEVEL.set(handle);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(escaped_fields())
+        .with_writer(std::io::stderr);
     if stderr_is_journal()
         && let Ok(journal) = Journal::connect()
     {
@@ -62,6 +68,23 @@ pub fn init(config: Option<&Path>) {
             .with(fmt.without_time().with_ansi(false))
             .init();
     }
+}
+
+/// The fields of an event as the default format writes them (`message key=value ...`,
+/// string values quoted), with user text escaped by [`printable_log`]: job names, file
+/// names, reasons and link targets reach the log, and an admin's terminal must not obey
+/// the control characters in them.
+fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(w, "{}", printable_log(&text))
+        } else {
+            write!(w, "{}={}", field.name(), printable_log(&text))
+        }
+    })
+    .delimited(" ")
 }
 
 /// Change the level while running (`log_level` after a config reload). An invalid
@@ -117,20 +140,23 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for Journal {
             Level::DEBUG | Level::TRACE => "7",
         };
         let mut buf = Vec::with_capacity(256);
-        put(&mut buf, "MESSAGE", &v.line);
+        // Journal fields are binary-safe, but `journalctl -a` and `-o verbose` print them
+        // raw to an admin's terminal: user text is escaped here as everywhere.
+        let line = printable_log(&v.line);
+        put(&mut buf, "MESSAGE", &line);
         put(&mut buf, "PRIORITY", priority);
         put(&mut buf, "SYSLOG_IDENTIFIER", IDENTIFIER);
         put(&mut buf, "TARGET", meta.target());
         for (name, value) in &v.fields {
             if let Some(name) = journal_field_name(name) {
-                put(&mut buf, &name, value);
+                put(&mut buf, &name, &printable_log(value));
             }
         }
         // A datagram too large for the socket (a huge message) still reaches the journal,
         // as a plain line on stderr, which is the journal stream.
         if self.socket.send(&buf).is_err() {
             let level = meta.level();
-            let _ = writeln!(std::io::stderr(), "{level} {}", v.line);
+            let _ = writeln!(std::io::stderr(), "{level} {line}");
         }
     }
 }
@@ -232,6 +258,27 @@ mod tests {
         assert_eq!(entry["JOB"], "000042-hdf5");
         assert_eq!(entry["SPEC"], "hdf5 +mpi");
         assert_eq!(entry["SYSLOG_IDENTIFIER"], "spack-installer");
+    }
+
+    #[test]
+    fn user_text_in_entries_is_escaped() {
+        let server_dir = tempfile::tempdir().unwrap();
+        let path = server_dir.path().join("journal");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let socket = UnixDatagram::unbound().unwrap();
+        socket.connect(&path).unwrap();
+        let subscriber = tracing_subscriber::registry().with(Journal { socket });
+        tracing::subscriber::with_default(subscriber, || {
+            let file = "x\x1b[2J\nowner alice\u{202e}.toml";
+            tracing::warn!(file = %file, "rejected {file}");
+        });
+        let mut buf = vec![0; 4096];
+        let n = server.recv(&mut buf).unwrap();
+        let entry = parse(&buf[..n]);
+        for v in [&entry["MESSAGE"], &entry["FILE"]] {
+            assert!(!v.contains(['\x1b', '\n', '\u{202e}']), "{v:?}");
+            assert!(v.contains("x\\e[2J\\nowner alice\\u{202e}.toml"), "{v:?}");
+        }
     }
 
     /// Read the binary-safe form back.

@@ -15,12 +15,23 @@ use std::borrow::Cow;
 /// `\u{HHHH}`. A backslash is doubled, so an escape in the output always means one in
 /// the input. Unchanged text is returned borrowed.
 pub fn printable(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(needs_escape) {
+    escape(s, true)
+}
+
+/// [`printable`] without doubling backslashes: for log lines, whose fields are often
+/// already escaped by `Debug` (`spec="a\u{1b}"`), where doubling would only garble them.
+pub fn printable_log(s: &str) -> Cow<'_, str> {
+    escape(s, false)
+}
+
+fn escape(s: &str, backslash: bool) -> Cow<'_, str> {
+    let needs = |c: char| needs_escape(c) && (backslash || c != '\\');
+    if !s.chars().any(needs) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if !needs_escape(c) {
+        if !needs(c) {
             out.push(c);
             continue;
         }
@@ -35,6 +46,12 @@ pub fn printable(s: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Does `s` print as itself on one line (nothing [`printable`] would escape but `\`)?
+/// What intake requires of a note.
+pub fn is_printable_line(s: &str) -> bool {
+    !s.chars().any(|c| c != '\\' && needs_escape(c))
 }
 
 fn needs_escape(c: char) -> bool {
@@ -67,5 +84,12 @@ mod tests {
             assert!(!printable(&c.to_string()).contains(c), "{c:?}");
         }
         assert_eq!(printable("a\\nb"), "a\\\\nb");
+        assert!(is_printable_line(
+            "for the climate group (ticket #4) \\o/ é"
+        ));
+        for bad in ["a\nb", "a\tb", "\x1b[1m", "abc\u{202e}", "\u{85}"] {
+            assert!(!is_printable_line(bad), "{bad:?}");
+        }
+        assert_eq!(printable_log("a\\u{1b}\x1b"), "a\\u{1b}\\e");
     }
 }

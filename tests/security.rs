@@ -848,3 +848,94 @@ fn root_init_never_follows_the_worker_users_links() {
     assert_eq!(mode(&s.path("worker.lock")), 0o600);
     untouched("after the repair");
 }
+
+/// No raw control or bidi character in what a person reads.
+fn assert_inert(what: &str, out: &str) {
+    for bad in ['\x1b', '\u{202e}', '\u{9b}', '\x07'] {
+        assert!(!out.contains(bad), "{what} printed {bad:?} raw:\n{out}");
+    }
+    assert!(
+        !out.lines()
+            .any(|l| l.trim_start().starts_with("owner alice")),
+        "{what} let a note fake a line:\n{out}"
+    );
+}
+
+#[test]
+fn other_members_terminals_never_see_raw_control_or_bidi_characters() {
+    if !root_or_skip("other_members_terminals_never_see_raw_control_or_bidi_characters") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    // Bob's files wait in incoming/ (no worker yet): a ticket name, a spec and a note
+    // with ESC sequences, a C1 CSI, a bell, a newline faking an `owner alice` line, and
+    // U+202E; and a link whose target carries the same.
+    let name = "t\x1b[2J\x1b]0;pwned\x07\u{202e}lmth.toml";
+    s.drop_as(
+        &u.bob,
+        name,
+        "spec = \"zlib\\u001b[31m\\u009b2J\"\nnote = \"ok\\nowner alice\\u202eevil\"\n",
+    );
+    s.drop_as(
+        &u.bob,
+        "plain.toml",
+        "spec = \"bzip2\"\nnote = \"x\\nowner alice\"\n",
+    );
+    s.sh_ok(
+        &u.bob,
+        "ln -s \"$(printf '/tmp/\\033[2Jgone\\342\\200\\256x')\" \"$S/incoming/link.toml\"",
+    );
+    for args in [&["status"][..], &["status", "--verbose"]] {
+        let out = s.cli(&u.alice, args);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{said}{}", text(&out.stderr));
+        assert_inert(&format!("alice's {args:?}"), &said);
+        assert!(
+            said.contains("zlib\\e[31m\\u{009b}2J"),
+            "{args:?}: the spec is not shown escaped: {said}"
+        );
+    }
+    // JSON keeps the exact strings: JSON escapes controls itself.
+    let out = s.cli(&u.alice, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = v["jobs"].as_array().unwrap();
+    let bob = jobs
+        .iter()
+        .find(|j| j["name"] == name)
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(bob["note"], "ok\nowner alice\u{202e}evil");
+    assert_eq!(bob["spec"], "zlib\x1b[31m\u{9b}2J");
+
+    // The worker rejects all three; its log, and what members read of them, stay inert.
+    let log = s.drain();
+    assert_inert("the worker's log", &log);
+    for args in [&["failed"][..], &["status", "--all", "--verbose"]] {
+        let out = s.cli(&u.alice, args);
+        let said = text(&out.stdout);
+        assert!(out.status.success(), "{said}{}", text(&out.stderr));
+        assert_inert(&format!("alice's {args:?}"), &said);
+    }
+    let said = text(&s.cli(&u.alice, &["failed"]).stdout);
+    assert!(said.contains("symbolic link"), "{said}");
+    assert!(
+        said.contains("\\e[2Jgone\\u{202e}x"),
+        "the link target is not shown escaped: {said}"
+    );
+    for t in [name, "plain.toml", "link.toml"] {
+        let job = s.receipt(t)["job"].as_str().unwrap().to_string();
+        let out = s.cli(&u.alice, &["show", &job]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_inert(&format!("alice's show {job}"), &text(&out.stdout));
+    }
+    // A note is one printable line: the newline one is refused at intake, and says why.
+    let r = s.receipt("plain.toml");
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("one printable line"),
+        "{r:?}"
+    );
+}

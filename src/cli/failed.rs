@@ -58,6 +58,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!("no failed jobs");
     }
     for (j, tail) in &out {
+        let j = j.printable();
         println!(
             "{}  {}  {}  (owner {}, {})",
             j.name,

@@ -44,7 +44,19 @@ fn print_tail(text: &str, n: Option<usize>) {
     let start = n.map(|n| lines.len().saturating_sub(n)).unwrap_or(0);
     let mut out = std::io::stdout().lock();
     for l in &lines[start..] {
-        let _ = writeln!(out, "{l}");
+        let _ = writeln!(out, "{}", shown(l));
+    }
+}
+
+/// A log line as printed: the worker's own `==> spack-installer:` lines quote job names
+/// and reasons, so they are escaped like all user text; Spack's lines are the build's
+/// output, not a member's text (the spec Spack got is printable ASCII), and are printed
+/// as Spack wrote them.
+fn shown(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.starts_with("==> spack-installer:") {
+        crate::text::printable(line)
+    } else {
+        std::borrow::Cow::Borrowed(line)
     }
 }
 
@@ -107,9 +119,9 @@ fn follow(
                             b.set_length(p.total as u64);
                             b.set_position(p.done.saturating_sub(1) as u64);
                         }
-                        b.println(&l);
+                        b.println(shown(&l));
                     }
-                    None => println!("{l}"),
+                    None => println!("{}", shown(&l)),
                 }
             }
         }

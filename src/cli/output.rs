@@ -1,9 +1,11 @@
 //! What commands show: one view of a job for tables and for `--json` (the JSON shape is
-//! documented in the README and kept stable), Spack's progress read from a log, and
+//! documented in the README and kept stable; people see it through
+//! [`JobView::printable`], with user text escaped), Spack's progress read from a log, and
 //! the table style (colour only on a terminal, never with NO_COLOR).
 
 use crate::job::{Body, Job, JobFile, State};
 use crate::spool::{Dir, Spool};
+use crate::text::printable;
 use crate::time::Timestamp;
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
@@ -106,6 +108,29 @@ impl JobView {
             log: has_log.then(|| log.display().to_string()),
             ticket: Some(job.meta.ticket.clone()),
             slurm: st.slurm.clone(),
+        }
+    }
+
+    /// This view for people's eyes: every string that came from a user (or may quote
+    /// one: reasons, file names, the argv) passed through [`printable`]. Tables and plain
+    /// output print this; `--json` prints the exact strings.
+    pub fn printable(&self) -> JobView {
+        let p = |s: &String| printable(s).into_owned();
+        let po = |s: &Option<String>| s.as_ref().map(p);
+        JobView {
+            name: p(&self.name),
+            state: p(&self.state),
+            spec: p(&self.spec),
+            priority: p(&self.priority),
+            owner: p(&self.owner),
+            reason: po(&self.reason),
+            dependencies: self.dependencies.iter().map(p).collect(),
+            note: po(&self.note),
+            argv: self.argv.iter().map(p).collect(),
+            file: p(&self.file),
+            log: po(&self.log),
+            ticket: po(&self.ticket),
+            ..self.clone()
         }
     }
 

@@ -36,6 +36,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
         return Ok(0);
     }
+    let v = v.printable();
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let secs = |o: Option<u64>| {
         o.map(|s| crate::time::short(std::time::Duration::from_secs(s)))

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::job::JobName;
 use crate::spool::status::{Liveness, Paused, WorkerStatus};
 use crate::spool::{Dir, store};
+use crate::text::printable;
 use crate::time::{Timestamp, short};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -265,11 +266,11 @@ fn print_human(v: &StatusView, verbose: bool) {
     if let Some(p) = &v.paused {
         println!(
             "queue: PAUSED by {} at {}{}",
-            p.by,
+            printable(&p.by),
             p.at,
             p.reason
                 .as_deref()
-                .map(|r| format!(": {r}"))
+                .map(|r| format!(": {}", printable(r)))
                 .unwrap_or_default()
         );
     }
@@ -288,6 +289,7 @@ fn print_human(v: &StatusView, verbose: bool) {
     }
     let mut t = table(&header);
     for j in &v.jobs {
+        let j = &j.printable();
         let info = match (&j.progress, &j.reason) {
             (Some(p), _) => format!("[{}/{}]", p.done, p.total),
             (None, Some(r)) if j.state != "done" => r.clone(),

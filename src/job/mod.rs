@@ -212,12 +212,15 @@ impl JobFile {
         };
         let estimated_time = span("estimated_time", self.estimated_time)?;
         let timeout = span("timeout", self.timeout)?;
+        // A note is shown to every member: one printable line, refused (not cleaned up)
+        // otherwise, so what its owner sees is what everyone sees.
         if let Some(n) = &self.note
-            && (n.len() > MAX_NOTE_LEN
-                || n.chars().any(|c| c.is_control() && c != '\n' && c != '\t'))
+            && (n.len() > MAX_NOTE_LEN || !crate::text::is_printable_line(n))
         {
             return Err(bad(format!(
-                "note is longer than {MAX_NOTE_LEN} bytes or has control characters"
+                "note must be one printable line of at most {MAX_NOTE_LEN} bytes (no newline, \
+                 tab, control or bidi characters): {:?} is not",
+                crate::text::printable(&n.chars().take(80).collect::<String>())
             )));
         }
         Ok(Submission {
