@@ -939,3 +939,81 @@ fn other_members_terminals_never_see_raw_control_or_bidi_characters() {
         "{r:?}"
     );
 }
+
+#[test]
+fn spack_inherits_no_descriptor_of_the_worker_but_stdin_stdout_and_stderr() {
+    if !root_or_skip("spack_inherits_no_descriptor_of_the_worker_but_stdin_stdout_and_stderr") {
+        return;
+    }
+    let u = users();
+    let mut s = Site::new("");
+    // A Spack that records the descriptors it was started with (before it opens any).
+    let spack = s.dir.path().join("bin/spack");
+    fs::write(
+        &spack,
+        "#!/bin/sh\ncase \"$1\" in --version) echo 0.23.1; exit 0;; esac\n\
+         ls -l /proc/$$/fd > \"$SPACK_FAKE_FDS/fds.$$\" 2>&1\nexit 0\n",
+    )
+    .unwrap();
+    fs::set_permissions(&spack, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    s.worker_env
+        .push(("SPACK_FAKE_FDS".into(), s.fake.display().to_string()));
+    // The worker inherits a descriptor without close-on-exec (from whoever started it).
+    let planted = s.dir.path().join("planted-descriptor");
+    fs::write(&planted, "").unwrap();
+    s.drop_as(&u.alice, "z.toml", "spec = \"zlib\"\n");
+    s.drain_inheriting(&planted, 19);
+    assert_receipt(&s, "z.toml", "accepted", "");
+    let records: Vec<String> = fs::read_dir(&s.fake)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("fds."))
+        .map(|p| fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(records.len(), 1, "Spack ran once: {records:?}");
+    let fds = &records[0];
+    assert!(
+        !fds.contains("planted-descriptor"),
+        "Spack inherited it:\n{fds}"
+    );
+    assert!(
+        !fds.contains(" 19 -> "),
+        "Spack inherited descriptor 19:\n{fds}"
+    );
+    // Nothing of the spool (the lock, a job file, a directory) reaches Spack but its log.
+    for l in fds.lines().filter(|l| l.contains(" -> ")) {
+        let target = l.rsplit(" -> ").next().unwrap();
+        assert!(
+            !target.starts_with(&s.root.display().to_string()) || target.contains("/logs/"),
+            "Spack inherited {target}:\n{fds}"
+        );
+    }
+}
+
+#[test]
+fn an_outsider_is_told_the_spools_own_group() {
+    if !root_or_skip("an_outsider_is_told_the_spools_own_group") {
+        return;
+    }
+    let u = users();
+    let s = Site::new("");
+    let out = std::process::Command::new("groupadd")
+        .args(["-f", "sitest-builders"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = s.root_cli(&["init", "--group", "sitest-builders", "--owner", SERVICE]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = s.cli(&u.mallory, &["submit", "--no-wait", "zlib"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("not in group sitest-builders"), "{err}");
+    assert!(!err.contains(GROUP), "{err}");
+    assert!(err.contains("usermod -aG sitest-builders mallory"), "{err}");
+    let out = s.cli(&u.mallory, &["auth-status"]);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("usermod -aG sitest-builders mallory"),
+        "{said}"
+    );
+}

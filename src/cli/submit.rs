@@ -143,9 +143,12 @@ fn explain_write_error(spool: &Spool, e: Error) -> Error {
     use std::io::ErrorKind;
     match source.kind() {
         ErrorKind::PermissionDenied => {
-            let group = std::fs::metadata(&incoming)
+            // The spool's own group: an outsider cannot stat incoming/ (the root is 2750)
+            // but can stat the root, whose group is the submitters' group.
+            let group = std::fs::metadata(spool.root())
+                .or_else(|_| std::fs::metadata(&incoming))
                 .map(|m| crate::identity::group_name(std::os::unix::fs::MetadataExt::gid(&m)))
-                .unwrap_or_else(|_| "swinstaller".into());
+                .unwrap_or_else(|_| "of the spool".into());
             let me = crate::identity::user_name(crate::identity::current_uid());
             Error::NotPermitted(format!(
                 "you may not write to {}: you are not in group {group}; ask an admin to run \

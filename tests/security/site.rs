@@ -359,10 +359,35 @@ impl Site {
     /// `worker run --until-idle` as the service user.
     /// Bounded: a worker that cannot get through incoming/ is killed and the test fails.
     pub fn drain(&self) -> String {
+        self.drain_with(self.worker_command(&["--until-idle"]))
+    }
+
+    /// [`Site::drain`] with the worker inheriting `file` open as descriptor `fd`, without
+    /// close-on-exec, as from a careless parent.
+    pub fn drain_inheriting(&self, file: &Path, fd: i32) -> String {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let f = fs::File::open(file).unwrap();
+        let raw = f.as_raw_fd();
+        let mut c = self.worker_command(&["--until-idle"]);
+        // SAFETY: dup2 is async-signal-safe; the copy it makes has no close-on-exec.
+        unsafe {
+            c.pre_exec(move || {
+                if nix::libc::dup2(raw, fd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = self.drain_with(c);
+        drop(f);
+        out
+    }
+
+    fn drain_with(&self, mut worker: Command) -> String {
         let log = self.dir.path().join("drain.log");
         let f = fs::File::create(&log).unwrap();
-        let mut child = self
-            .worker_command(&["--until-idle"])
+        let mut child = worker
             .stdout(f.try_clone().unwrap())
             .stderr(f)
             .spawn()
