@@ -394,3 +394,50 @@ pub fn network_fs_warning(path: &Path) -> Option<String> {
         path.display()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Spool::new(d.path().join("spool"));
+        init(&s, &InitOptions::default()).unwrap();
+        (d, s)
+    }
+
+    fn refused(s: &Spool, what: &str) -> String {
+        match init(s, &InitOptions::default()) {
+            Err(e @ Error::UnsafeSpoolEntry { .. }) => e.to_string(),
+            other => panic!("{what}: init did not refuse it: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_fifo_or_a_hard_link_where_a_file_belongs_is_refused_without_hanging() {
+        let (d, s) = spool();
+        let counter = s.file(COUNTER_FILE);
+        fs::remove_file(&counter).unwrap();
+        nix::unistd::mkfifo(&counter, Mode::from_bits_truncate(0o640)).unwrap();
+        let msg = refused(&s, "a FIFO");
+        assert!(msg.contains("a FIFO") && msg.contains("counter"), "{msg}");
+        fs::remove_file(&counter).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::write(&elsewhere, "5\n").unwrap();
+        fs::hard_link(&elsewhere, &counter).unwrap();
+        let msg = refused(&s, "a hard link");
+        assert!(msg.contains("2 hard links"), "{msg}");
+        fs::remove_file(&counter).unwrap();
+        // Removed, it is created again, and a second run changes nothing.
+        let r = init(&s, &InitOptions::default()).unwrap();
+        assert!(
+            r.changed
+                .iter()
+                .any(|c| c.contains("created") && c.contains("counter")),
+            "{r:?}"
+        );
+        assert_eq!(fs::read_to_string(&counter).unwrap(), "1\n");
+        let r = init(&s, &InitOptions::default()).unwrap();
+        assert!(r.changed.is_empty(), "{r:?}");
+    }
+}
