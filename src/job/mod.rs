@@ -484,11 +484,12 @@ impl RequestFile {
             })
         };
         if let Some(r) = &f.reason
-            && (r.len() > MAX_NOTE_LEN || r.chars().any(char::is_control))
+            && (r.len() > MAX_NOTE_LEN || !crate::text::is_printable_line(r))
         {
-            return Err(JobError::Invalid(
-                "reason is too long or has control characters".into(),
-            ));
+            return Err(JobError::Invalid(format!(
+                "reason must be one printable line of at most {MAX_NOTE_LEN} bytes (no newline, \
+                 tab, control or bidi characters)"
+            )));
         }
         Ok(match f.request {
             RequestKind::Cancel => Request::Cancel(need_job()?),
@@ -602,5 +603,13 @@ note = "for the climate group"
         );
         assert!(RequestFile::parse_and_validate("request = \"priority\"\njob = 4\n").is_err());
         assert!(RequestFile::parse_and_validate("request = \"explode\"\n").is_err());
+        for bad in ["a\\nb", "x\\u202ey", "\\u001b[2J"] {
+            let text = format!("request = \"pause\"\nreason = \"{bad}\"\n");
+            assert!(RequestFile::parse_and_validate(&text).is_err(), "{text}");
+        }
+        assert!(
+            RequestFile::parse_and_validate("request = \"pause\"\nreason = \"disk swap\"\n")
+                .is_ok()
+        );
     }
 }
