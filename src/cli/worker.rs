@@ -193,8 +193,14 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
     let stale = live(ctx).is_some_and(|(_, l)| l == Liveness::Stale);
     // A pidfd pins the process: once we have checked that it holds the lock, the
     // signal cannot reach another process that got its PID in between.
-    let pidfd =
-        PidFd::open(pid).map_err(|e| Error::Other(format!("cannot signal pid {pid}: {e}")))?;
+    let pidfd = match PidFd::open(pid) {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => {
+            println!("no worker is running on {}", ctx.spool.root().display());
+            return Ok(exit::OK);
+        }
+        Err(e) => return Err(Error::Other(format!("cannot signal pid {pid}: {e}"))),
+    };
     if lock::holder(&ctx.spool) != Holder::Pid(pid) {
         println!("no worker is running on {}", ctx.spool.root().display());
         return Ok(exit::OK);
@@ -242,8 +248,12 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
 }
 
 /// A process pinned by pidfd_open(2), signalled by pidfd_send_signal(2): the PID cannot
-/// be reused while we hold it.
-struct PidFd(std::os::fd::OwnedFd);
+/// be reused while we hold it. On kernels before 5.3 (no pidfd), a plain kill(2) of the
+/// PID checked just before.
+enum PidFd {
+    Fd(std::os::fd::OwnedFd),
+    Pid(u32),
+}
 
 impl PidFd {
     fn open(pid: u32) -> std::io::Result<PidFd> {
@@ -252,21 +262,37 @@ impl PidFd {
         let fd =
             unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
         if fd < 0 {
-            return Err(std::io::Error::last_os_error());
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(nix::libc::ENOSYS) => Ok(PidFd::Pid(pid)),
+                _ => Err(e),
+            };
         }
         // SAFETY: fd was just returned by the kernel and nobody else owns it.
-        Ok(PidFd(unsafe {
+        Ok(PidFd::Fd(unsafe {
             std::os::fd::OwnedFd::from_raw_fd(fd as i32)
         }))
     }
 
     fn signal(&self, sig: i32) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
+        let fd = match self {
+            PidFd::Fd(fd) => fd,
+            PidFd::Pid(pid) => {
+                // SAFETY: kill(2) has no memory preconditions.
+                let r = unsafe { nix::libc::kill(*pid as nix::libc::pid_t, sig) };
+                return if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                };
+            }
+        };
         // SAFETY: a plain syscall on a descriptor we own; no siginfo.
         let r = unsafe {
             nix::libc::syscall(
                 nix::libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
+                fd.as_raw_fd(),
                 sig,
                 std::ptr::null::<nix::libc::siginfo_t>(),
                 0,
