@@ -581,8 +581,10 @@ fn spack_runs_as_the_worker_user_in_its_own_group_with_a_clean_environment() {
     let w = s.spawn_worker();
     let events = s.fake.join("events.log");
     let env_file = s.fake.join("env/zlib.env");
+    // The shell creates env/zlib.env before `env` writes it: wait for the content.
     wait_until("zlib to start", Duration::from_secs(20), || {
-        env_file.exists() && fs::read_to_string(&events).is_ok_and(|e| e.starts_with("start"))
+        fs::read_to_string(&env_file).is_ok_and(|t| t.ends_with('\n'))
+            && fs::read_to_string(&events).is_ok_and(|e| e.starts_with("start"))
     });
     let ev = fs::read_to_string(&events).unwrap();
     let pid: i32 = ev.split_whitespace().nth(2).unwrap().parse().unwrap();
