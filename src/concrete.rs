@@ -210,11 +210,38 @@ impl ConcreteSpec {
         self.nodes.iter().any(|n| &n.hash == hash)
     }
 
-    /// The nodes a build would have to make: neither installed nor external.
+    /// The nodes a build would have to make, neither installed nor external, each
+    /// after the nodes it depends on.
     pub fn to_build<'a>(&'a self, installed: &'a Installed) -> impl Iterator<Item = &'a Node> {
-        self.nodes
-            .iter()
+        self.build_order()
+            .into_iter()
             .filter(|n| !n.external && !installed.contains(&n.hash))
+    }
+
+    /// Every node, each after the nodes it depends on (a depth-first post-order from
+    /// the root; every node is reachable from it).
+    pub fn build_order(&self) -> Vec<&Node> {
+        let by_hash: HashMap<&DagHash, &Node> = self.nodes.iter().map(|n| (&n.hash, n)).collect();
+        let mut seen = HashSet::new();
+        let mut order = Vec::with_capacity(self.nodes.len());
+        // An explicit stack: (node, whether its dependencies are already pushed).
+        let mut stack: Vec<(&Node, bool)> = self.nodes.iter().rev().map(|n| (n, false)).collect();
+        while let Some((n, expanded)) = stack.pop() {
+            if expanded {
+                order.push(n);
+                continue;
+            }
+            if !seen.insert(&n.hash) {
+                continue;
+            }
+            stack.push((n, true));
+            for e in n.deps.iter().rev() {
+                if let Some(d) = by_hash.get(&e.hash).filter(|d| !seen.contains(&d.hash)) {
+                    stack.push((d, false));
+                }
+            }
+        }
+        order
     }
 }
 
@@ -367,8 +394,14 @@ mod tests {
         assert!(installed.contains(&c.root().hash), "find.json has bzip2");
         assert_eq!(c.to_build(&installed).count(), 0);
         let none = Installed::from_find_json("[]").unwrap();
-        // Everything but the external glibc.
-        assert_eq!(c.to_build(&none).count(), 5);
+        // Everything but the external glibc, dependencies first.
+        let order: Vec<&str> = c.to_build(&none).map(|n| n.name.as_str()).collect();
+        assert_eq!(order.len(), 5, "{order:?}");
+        let pos = |p: &str| order.iter().position(|n| *n == p).unwrap();
+        assert!(pos("gmake") < pos("libiconv"), "{order:?}");
+        assert!(pos("libiconv") < pos("diffutils"), "{order:?}");
+        assert!(pos("gcc-runtime") < pos("gmake"), "{order:?}");
+        assert_eq!(order.last(), Some(&"bzip2"));
         assert!(Installed::from_find_json("").unwrap().is_empty());
     }
 

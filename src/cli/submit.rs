@@ -401,6 +401,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 if dir != Dir::Done {
                     code = 1;
                 }
+                // Why it ended so (Spack's reason for a spec it cannot concretize, say).
+                if let Some((d, name)) = store::locate(&ctx.spool, JobId(id))?
+                    && let Ok(job) = store::read(&ctx.spool, d, &name)
+                    && let Some(r) = job.state.reason
+                {
+                    s.message = r;
+                }
             }
         }
     }
@@ -409,6 +416,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             println!("{}", serde_json::to_string(s).expect("serializes"));
         } else {
             match &s.state {
+                Some(st) if st != "done" && !s.message.is_empty() => println!(
+                    "{}: {} ({st}): {}",
+                    s.spec,
+                    s.job.as_deref().unwrap_or(&s.ticket),
+                    s.message
+                ),
                 Some(st) => println!(
                     "{}: {} ({st})",
                     s.spec,
