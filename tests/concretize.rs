@@ -251,3 +251,25 @@ fn off_and_dry_run_never_ask_spack() {
     assert!(s.spack_runs("spec").is_empty());
     assert_eq!(s.ls("done").len(), 1);
 }
+
+#[test]
+fn plain_submit_says_what_spack_made_of_the_spec() {
+    let s = spool("required", "");
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["pause"]);
+    let out = s.run(&["submit", "zlib@99.9"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("000001-zlib failed: Spack cannot concretize `zlib@99.9`")
+            && text.contains("Cannot satisfy 'zlib@99.9'"),
+        "{text}"
+    );
+    let ok = s.ok(&["submit", "hdf5"]);
+    assert!(
+        ok.contains("queued as 000002-hdf5: 4 of 4 packages to build"),
+        "{ok}"
+    );
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+}
