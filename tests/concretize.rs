@@ -117,6 +117,18 @@ fn the_install_runs_the_concrete_spec_that_was_checked() {
     );
     // Every node was built, once.
     assert_eq!(store(&s).lines().count(), 4, "{}", store(&s));
+    // cleanup removes the concrete spec with the job.
+    let aged = rec
+        .lines()
+        .map(|l| match l.starts_with("finished_at") {
+            true => "finished_at = \"2020-01-01T00:00:00Z\"",
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(s.path("done/000001-hdf5.toml"), aged).unwrap();
+    s.ok(&["cleanup", "--keep-days", "7"]);
+    assert!(s.ls("done").is_empty() && s.ls("concrete").is_empty());
 }
 
 #[test]

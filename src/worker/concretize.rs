@@ -428,8 +428,3 @@ fn spawn_lane(id: JobId, work: impl FnOnce() -> Found + Send + 'static, tx: Send
         });
     }
 }
-
-/// Remove the concrete spec of a job that is gone (cleanup).
-pub fn remove_concrete(spool: &Spool, name: &crate::job::JobName) {
-    let _ = std::fs::remove_file(spool.concrete_path(name));
-}
