@@ -248,10 +248,7 @@ fn await_concretized(ctx: &Ctx, results: &mut [Submitted]) -> Result<()> {
     let end = std::time::Instant::now() + CONCRETIZE_WAIT;
     for s in results.iter_mut().filter(|s| s.outcome == "accepted") {
         let Some(id) = s.id.map(JobId) else { continue };
-        loop {
-            let Some((dir, name)) = store::locate(&ctx.spool, id)? else {
-                break;
-            };
+        while let Some((dir, name)) = store::locate(&ctx.spool, id)? {
             let job = store::read(&ctx.spool, dir, &name).ok();
             match (dir, job) {
                 (Dir::Pending, Some(j)) if j.state.concrete.is_none() => {}
