@@ -341,6 +341,62 @@ impl InstallTime {
     }
 }
 
+/// How long packages took to build from source, read from the install tree's
+/// `.spack/install_times.json` files: by package name, the median of the installed
+/// versions' totals. Only the packages asked for are read: the tree is walked three
+/// directory levels deep (Spack's projections, `{architecture}/{compiler}/{name}-
+/// {version}-{hash}` and the flatter newer ones), by name, and only the prefixes of
+/// those packages are opened.
+pub fn build_times(
+    install_tree: &std::path::Path,
+    names: &HashSet<&str>,
+) -> HashMap<String, std::time::Duration> {
+    let mut found: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut dirs = vec![(install_tree.to_path_buf(), 0)];
+    while let Some((dir, depth)) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let file_name = e.file_name();
+            let Some(entry) = file_name.to_str() else {
+                continue;
+            };
+            // `NAME-VERSION-HASH`: the name is everything before the last two dashes.
+            let prefix_of = entry
+                .rsplitn(3, '-')
+                .nth(2)
+                .filter(|n| names.contains(n) && entry.len() > HASH_LEN);
+            if let Some(name) = prefix_of {
+                let times = e.path().join(".spack/install_times.json");
+                if let Ok(t) = std::fs::read_to_string(&times)
+                    .map_err(|_| ())
+                    .and_then(|t| InstallTime::from_json(&t).map_err(|_| ()))
+                    && t.name == name
+                    && !t.from_cache
+                {
+                    found.entry(t.name).or_default().push(t.total);
+                }
+            } else if depth < 2
+                && e.file_type().is_ok_and(|t| t.is_dir())
+                && !entry.starts_with('.')
+            {
+                dirs.push((e.path(), depth + 1));
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (
+                name,
+                std::time::Duration::from_secs_f64(v[(v.len() - 1) / 2]),
+            )
+        })
+        .collect()
+}
+
 /// Spack's own words for why a command failed: its `==> Error:` lines and what follows
 /// them, without the prefix, at most `max_lines` non-empty lines. Falls back to the last
 /// non-empty lines when Spack printed no `Error:` line.
@@ -412,6 +468,67 @@ mod tests {
         assert!((t.total - 0.0600798).abs() < 1e-6);
         assert!(!t.from_cache);
         assert_eq!(t.hash.unwrap().short(), "3yxhp24");
+    }
+
+    #[test]
+    fn build_times_come_from_the_install_tree() {
+        let tree = tempfile::tempdir().unwrap();
+        let put = |rel: &str, total: f64, cache: bool| {
+            let d = tree.path().join(rel).join(".spack");
+            std::fs::create_dir_all(&d).unwrap();
+            let name = rel
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .rsplitn(3, '-')
+                .nth(2)
+                .unwrap();
+            std::fs::write(
+                d.join("install_times.json"),
+                format!(
+                    "{{\"total\":{total},\"phases\":[],\"name\":\"{name}\",\"cache\":{cache}}}"
+                ),
+            )
+            .unwrap();
+        };
+        let h = "3yxhp24ythnkrlspjwxjn2hmeretkfum";
+        put(
+            &format!("linux-debian12-icelake/gcc-12.2.0/bzip2-1.0.8-{h}"),
+            60.0,
+            false,
+        );
+        put(
+            &format!("linux-debian12-icelake/gcc-13.1.0/bzip2-1.0.6-{h}"),
+            20.0,
+            false,
+        );
+        put(
+            &format!("linux-debian12-icelake/gcc-13.1.0/bzip2-1.0.5-{h}"),
+            99.0,
+            false,
+        );
+        put(
+            &format!("linux-debian12-icelake/gcc-12.2.0/py-numpy-1.26.4-{h}"),
+            7.0,
+            true,
+        );
+        put(&format!("linux-x86_64/zlib-ng-2.1.6-{h}"), 5.0, false);
+        let names: HashSet<&str> = ["bzip2", "py-numpy", "zlib-ng", "cmake"].into();
+        let t = build_times(tree.path(), &names);
+        assert_eq!(
+            t.get("bzip2"),
+            Some(&std::time::Duration::from_secs(60)),
+            "the median"
+        );
+        assert_eq!(t.get("zlib-ng"), Some(&std::time::Duration::from_secs(5)));
+        assert!(
+            !t.contains_key("py-numpy"),
+            "a build-cache install says nothing of a build"
+        );
+        assert!(!t.contains_key("cmake"));
+        // The real sample reads as Spack wrote it.
+        let real = InstallTime::from_json(&sample("install_times-bzip2.json")).unwrap();
+        assert!(!real.from_cache);
     }
 
     #[test]

@@ -79,6 +79,7 @@ struct ConfigFile {
     concretize_timeout: Option<Span>,
     concretize_max_age: Option<Span>,
     spack_config_paths: Option<Vec<PathBuf>>,
+    spack_install_tree: Option<PathBuf>,
 }
 
 /// Whether the worker asks Spack what a job will build before it builds it.
@@ -200,6 +201,9 @@ pub struct Config {
     /// file directly in these is made again before its install. Empty: derived from
     /// the `spack` path (`PREFIX/etc/spack`, `/etc/spack`, `~/.spack`).
     pub spack_config_paths: Setting<Vec<PathBuf>>,
+    /// Spack's install tree, where `install_times.json` of installed packages give
+    /// estimates. Unset: `PREFIX/opt/spack` of the `spack` that runs.
+    pub spack_install_tree: Setting<Option<PathBuf>>,
 }
 
 impl Default for Config {
@@ -235,6 +239,7 @@ impl Default for Config {
             concretize_timeout: Setting::default(Duration::from_secs(600)),
             concretize_max_age: Setting::default(Duration::from_secs(24 * 3600)),
             spack_config_paths: Setting::default(Vec::new()),
+            spack_install_tree: Setting::default(None),
         }
     }
 }
@@ -343,6 +348,9 @@ impl Config {
         }
         if let Some(v) = f.spack_config_paths {
             self.spack_config_paths.set(v, src());
+        }
+        if let Some(v) = f.spack_install_tree {
+            self.spack_install_tree.set(Some(v), src());
         }
         if let Some(v) = f.timeout_multiplier {
             self.timeout_multiplier.set(v, src());

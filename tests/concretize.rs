@@ -285,3 +285,39 @@ fn plain_submit_says_what_spack_made_of_the_spec() {
     s.ok(&["worker", "stop"]);
     w.wait(Duration::from_secs(20));
 }
+
+#[test]
+fn estimates_for_packages_never_built_here_come_from_the_install_tree() {
+    let tree = tempfile::tempdir().unwrap();
+    let s = spool(
+        "required",
+        &format!("spack_install_tree = \"{}\"\n", tree.path().display()),
+    );
+    // Another openmpi installed long ago, built from source in 10 minutes.
+    let prefix = tree
+        .path()
+        .join("linux-debian12-x86_64/gcc-12.2.0")
+        .join("openmpi-4.1.6-abcdefghijklmnopqrstuvwxyz234567/.spack");
+    fs::create_dir_all(&prefix).unwrap();
+    fs::write(
+        prefix.join("install_times.json"),
+        r#"{"total":600.5,"phases":[],"name":"openmpi","cache":false,"hash":"abcdefghijklmnopqrstuvwxyz234567"}"#,
+    )
+    .unwrap();
+    s.ok(&["pause"]);
+    s.ok(&["submit", "hdf5"]);
+    let mut w = s.spawn_worker(&[]);
+    wait_until("hdf5 concretized", Duration::from_secs(20), || {
+        fs::read_to_string(s.path("pending/000001-hdf5.toml"))
+            .is_ok_and(|r| r.contains("[state.concrete]"))
+    });
+    let rec = s.read("pending/000001-hdf5.toml");
+    assert!(rec.contains("estimate_s = 600"), "{rec}");
+    assert!(rec.contains("openmpi = 600"), "{rec}");
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("build time    10m"), "{show}");
+    assert!(show.contains("[ ] openmpi@5.0.3/"), "{show}");
+    assert!(show.contains("(no estimate)"), "{show}");
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+}

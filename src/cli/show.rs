@@ -114,6 +114,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             c.to_build.len(),
             c.at
         );
+        if let Some(e) = c.estimate_s {
+            println!(
+                "  build time    {} (the sum of the packages' estimates below)",
+                crate::time::short(std::time::Duration::from_secs(e))
+            );
+        }
         if let Some(other) = c.same_as {
             println!("  same DAG as   {other} (builds nothing itself; ends as that job ends)");
         }
@@ -139,12 +145,16 @@ fn print_dag(spool: &crate::spool::Spool, name: &crate::job::JobName, c: &Concre
     println!("  nodes");
     for n in spec.nodes() {
         let short = format!("{}@{}/{}", n.name, n.version, n.hash.short());
-        let mark = if c.to_build.contains(&short) {
-            "[ ]"
+        if c.to_build.contains(&short) {
+            let est = c
+                .estimates
+                .get(&n.name)
+                .map(|s| crate::time::short(std::time::Duration::from_secs(*s)))
+                .unwrap_or_else(|| "no estimate".into());
+            println!("    [ ] {short}  ({est})");
         } else {
-            "[+]"
-        };
-        println!("    {mark} {short}");
+            println!("    [+] {short}");
+        }
     }
 }
 

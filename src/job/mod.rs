@@ -307,6 +307,14 @@ pub struct ConcreteState {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to_build: Vec<String>,
     pub at: Timestamp,
+    /// How long the build should take: the sum over `to_build` of each package's
+    /// estimate (this queue's history, else Spack's `install_times.json` of an installed
+    /// version); nodes nobody has built here count nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_s: Option<u64>,
+    /// Each to-build package's estimate, in seconds, where one is known.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub estimates: std::collections::BTreeMap<String, u64>,
     /// Another job builds the same DAG: this one runs no install of its own and ends as
     /// that one does.
     #[serde(default, skip_serializing_if = "Option::is_none")]

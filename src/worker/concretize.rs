@@ -40,6 +40,8 @@ pub enum Found {
         json: String,
         spec: Box<ConcreteSpec>,
         installed: Installed,
+        /// Build times of the to-build packages from the install tree.
+        times: HashMap<String, Duration>,
     },
     /// Spack said it cannot concretize the spec: its reason.
     Refused(String),
@@ -67,8 +69,9 @@ impl Lanes {
     }
 }
 
-/// Ask Spack about `spec` (on a lane thread).
-fn ask(spack: &str, spec: &str, env: &[(String, String)], timeout: Duration) -> Found {
+/// Ask Spack about `spec` (on a lane thread), and read the build times of what it would
+/// build from `tree`.
+fn ask(spack: &str, spec: &str, env: &[(String, String)], timeout: Duration, tree: &Path) -> Found {
     let argv = |a: &[&str]| -> Vec<String> {
         std::iter::once(spack)
             .chain(a.iter().copied())
@@ -112,10 +115,13 @@ fn ask(spack: &str, spec: &str, env: &[(String, String)], timeout: Duration) -> 
         }
         Err(e) => return Found::Unavailable(format!("cannot start {spack}: {e}")),
     };
+    let names: HashSet<&str> = spec.to_build(&installed).map(|n| n.name.as_str()).collect();
+    let times = crate::concrete::build_times(tree, &names);
     Found::Concrete {
         json: answer.stdout,
         spec: Box::new(spec),
         installed,
+        times,
     }
 }
 
@@ -207,8 +213,9 @@ impl Worker {
             let (spack, tx) = (self.spack.clone(), self.tx.clone());
             let env = self.query_env();
             let timeout = self.cfg.concretize_timeout.value;
+            let tree = self.install_tree();
             tracing::debug!(job_id = id.0, "concretizing: {spec}");
-            spawn_lane(id, move || ask(&spack, &spec, &env, timeout), tx);
+            spawn_lane(id, move || ask(&spack, &spec, &env, timeout, &tree), tx);
         }
     }
 
@@ -243,7 +250,8 @@ impl Worker {
                 json,
                 spec,
                 installed,
-            } => self.record_concrete(id, &json, &spec, &installed),
+                times,
+            } => self.record_concrete(id, &json, &spec, &installed, &times),
         }
     }
 
@@ -253,6 +261,7 @@ impl Worker {
         json: &str,
         spec: &ConcreteSpec,
         installed: &Installed,
+        times: &HashMap<String, Duration>,
     ) {
         let Some(mut job) = self.pending.get(&id).cloned() else {
             return;
@@ -280,6 +289,18 @@ impl Worker {
             self.lanes.unanswered.insert(id, Instant::now());
             return;
         }
+        // Each package's estimate: this queue's history, else the install tree's.
+        let mut estimates = std::collections::BTreeMap::new();
+        for n in spec.to_build(installed) {
+            let history = self.finished.done_ids(&n.name).and_then(|ids| {
+                self.history
+                    .borrow_mut()
+                    .estimate(&self.spool, &n.name, ids)
+            });
+            if let Some(d) = history.or_else(|| times.get(&n.name).copied()) {
+                estimates.insert(n.name.clone(), d.as_secs().max(1));
+            }
+        }
         job.state.concrete = Some(ConcreteState {
             hash: root.hash.to_string(),
             version: root.version.clone(),
@@ -289,6 +310,8 @@ impl Worker {
                 .map(|n| format!("{}@{}/{}", n.name, n.version, n.hash.short()))
                 .collect(),
             at: Timestamp::now(),
+            estimate_s: (!estimates.is_empty()).then(|| estimates.values().sum()),
+            estimates,
             same_as,
         });
         if let Err(e) = rewrite(&self.spool, Dir::Pending, &job) {
@@ -392,6 +415,18 @@ impl Worker {
             return None;
         }
         Some(path)
+    }
+
+    /// Where Spack installs: configured, else `PREFIX/opt/spack` of the Spack that runs.
+    fn install_tree(&self) -> PathBuf {
+        if let Some(t) = &self.cfg.spack_install_tree.value {
+            return t.clone();
+        }
+        Path::new(&self.spack)
+            .parent()
+            .and_then(Path::parent)
+            .map(|p| p.join("opt/spack"))
+            .unwrap_or_default()
     }
 
     fn spack_config_paths(&self) -> Vec<PathBuf> {
