@@ -74,6 +74,26 @@ struct ConfigFile {
     log_level: Option<String>,
     executor: Option<ExecutorKind>,
     slurm: Option<SlurmConfig>,
+    concretize: Option<Concretize>,
+    concretize_parallel: Option<usize>,
+    concretize_timeout: Option<Span>,
+    concretize_max_age: Option<Span>,
+    spack_config_paths: Option<Vec<PathBuf>>,
+    spack_install_tree: Option<PathBuf>,
+}
+
+/// Whether the worker asks Spack what a job will build before it builds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Concretize {
+    /// Concretize in the background; a job not yet concretized may still start as
+    /// plain `spack install SPEC`.
+    #[default]
+    Background,
+    /// A job starts only once concretized.
+    Required,
+    /// Never: installs are plain `spack install SPEC`.
+    Off,
 }
 
 /// Where installs run.
@@ -170,6 +190,20 @@ pub struct Config {
     pub log_level: Setting<String>,
     pub executor: Setting<ExecutorKind>,
     pub slurm: Setting<SlurmConfig>,
+    /// The concretization stage (`worker::concretize`).
+    pub concretize: Setting<Concretize>,
+    /// How many `spack spec` may run at once, beside the installs.
+    pub concretize_parallel: Setting<usize>,
+    pub concretize_timeout: Setting<Duration>,
+    /// A concrete spec older than this is made again before its install.
+    pub concretize_max_age: Setting<Duration>,
+    /// Spack's configuration and package repositories: a concrete spec older than any
+    /// file directly in these is made again before its install. Empty: derived from
+    /// the `spack` path (`PREFIX/etc/spack`, `/etc/spack`, `~/.spack`).
+    pub spack_config_paths: Setting<Vec<PathBuf>>,
+    /// Spack's install tree, where `install_times.json` of installed packages give
+    /// estimates. Unset: `PREFIX/opt/spack` of the `spack` that runs.
+    pub spack_install_tree: Setting<Option<PathBuf>>,
 }
 
 impl Default for Config {
@@ -200,6 +234,12 @@ impl Default for Config {
             log_level: Setting::default("info".into()),
             executor: Setting::default(ExecutorKind::Local),
             slurm: Setting::default(SlurmConfig::default()),
+            concretize: Setting::default(Concretize::Background),
+            concretize_parallel: Setting::default(1),
+            concretize_timeout: Setting::default(Duration::from_secs(600)),
+            concretize_max_age: Setting::default(Duration::from_secs(24 * 3600)),
+            spack_config_paths: Setting::default(Vec::new()),
+            spack_install_tree: Setting::default(None),
         }
     }
 }
@@ -292,6 +332,26 @@ impl Config {
         span!(default_estimate);
         span!(overdue_after);
         span!(kill_grace);
+        span!(concretize_timeout);
+        span!(concretize_max_age);
+        if let Some(v) = f.concretize {
+            self.concretize.set(v, src());
+        }
+        if let Some(v) = f.concretize_parallel {
+            if v == 0 {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: "concretize_parallel must be at least 1 (to turn the stage off: concretize = \"off\")".into(),
+                });
+            }
+            self.concretize_parallel.set(v, src());
+        }
+        if let Some(v) = f.spack_config_paths {
+            self.spack_config_paths.set(v, src());
+        }
+        if let Some(v) = f.spack_install_tree {
+            self.spack_install_tree.set(Some(v), src());
+        }
         if let Some(v) = f.timeout_multiplier {
             self.timeout_multiplier.set(v, src());
         }

@@ -14,6 +14,7 @@
 //! [`scheduler`]; [`executor`]; [`worker`]; [`cli`].
 
 pub mod cli;
+pub mod concrete;
 pub mod config;
 pub mod error;
 pub mod executor;

@@ -78,6 +78,15 @@ impl FinishedIndex {
         self.done_by_package.get(package).map(Vec::as_slice)
     }
 
+    /// How a finished job ended, if it is known to have.
+    pub fn outcome(&self, id: JobId) -> Option<Outcome> {
+        if self.done.contains(&id.0) {
+            Some(Outcome::Done)
+        } else {
+            self.bad.get(&id.0).map(|(o, _)| *o)
+        }
+    }
+
     pub fn contains(&self, id: JobId) -> bool {
         self.done.contains(&id.0) || self.bad.contains_key(&id.0)
     }

@@ -40,6 +40,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             if !a.dry_run {
                 std::fs::remove_file(&path).map_err(|e| permission(ctx, &path, e))?;
                 let _ = std::fs::remove_file(ctx.spool.log_path(&name));
+                let _ = std::fs::remove_file(ctx.spool.concrete_path(&name));
             }
             removed.push(format!("{}/{}", dir.name(), name.file_name()));
         }

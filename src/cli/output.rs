@@ -47,6 +47,9 @@ pub struct JobView {
     /// `[state.slurm]`: the Slurm job ID, partition and node, when Slurm ran it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slurm: Option<crate::job::SlurmState>,
+    /// `[state.concrete]`: what Spack made of the spec before the build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concrete: Option<crate::job::ConcreteState>,
 }
 
 impl JobView {
@@ -108,6 +111,7 @@ impl JobView {
             log: has_log.then(|| log.display().to_string()),
             ticket: Some(job.meta.ticket.clone()),
             slurm: st.slurm.clone(),
+            concrete: st.concrete.clone(),
         }
     }
 
@@ -188,7 +192,20 @@ impl JobView {
             log: None,
             ticket: Some(ticket.to_string()),
             slurm: None,
+            concrete: None,
         }
+    }
+}
+
+impl JobView {
+    /// What the queue knows of a pending job's build: `same as 000042`, or
+    /// `to build 3 of 17`; nothing before it is concretized.
+    pub fn build_text(&self) -> Option<String> {
+        let c = self.concrete.as_ref()?;
+        Some(match c.same_as {
+            Some(other) => format!("same as {other}"),
+            None => format!("to build {} of {}", c.to_build.len(), c.nodes),
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 use super::Ctx;
 use super::output::JobView;
 use crate::error::Result;
+use crate::job::ConcreteState;
 use crate::spool::{Dir, store};
 use crate::time::Timestamp;
 
@@ -26,10 +27,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .resolve_spack()
             .map(|(p, _)| p.display().to_string())
             .unwrap_or_else(|_| "spack".into());
+        // The concrete spec, if the worker made one (it falls back to the spec when the
+        // concrete spec is stale by the time the job starts).
+        let concrete = ctx.spool.concrete_path(&name);
+        let what = if job.state.concrete.is_some() && concrete.exists() {
+            vec!["-f".to_string(), concrete.display().to_string()]
+        } else {
+            vec![job.spec_text().to_string()]
+        };
         v.argv = std::iter::once(spack)
             .chain(std::iter::once("install".to_string()))
             .chain(cfg.install_args.value.iter().cloned())
-            .chain(std::iter::once(job.spec_text().to_string()))
+            .chain(what)
             .collect();
     }
     if a.json {
@@ -96,12 +105,58 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(sl) = &v.slurm {
         println!("  in slurm      {}", slurm_text(sl));
     }
+    if let Some(c) = &v.concrete {
+        println!(
+            "  concrete      {}@{}/{}, {} nodes, {} to build (concretized {})",
+            name.package,
+            c.version,
+            c.hash.get(..7).unwrap_or(&c.hash),
+            c.nodes,
+            c.to_build.len(),
+            c.at
+        );
+        if let Some(e) = c.estimate_s {
+            println!(
+                "  build time    {} (the sum of the packages' estimates below)",
+                crate::time::short(std::time::Duration::from_secs(e))
+            );
+        }
+        if let Some(other) = c.same_as {
+            println!("  same DAG as   {other} (builds nothing itself; ends as that job ends)");
+        }
+        print_dag(&ctx.spool, &name, c);
+    }
     println!("  log           {}", opt(&v.log));
     println!(
         "  argv          {}",
         serde_json::to_string(&v.argv).expect("serializes")
     );
     Ok(0)
+}
+
+/// The nodes of the job's concrete spec, marked as Spack found them when it was
+/// concretized: `[+]` installed (or external), `[ ]` to build.
+fn print_dag(spool: &crate::spool::Spool, name: &crate::job::JobName, c: &ConcreteState) {
+    let Ok(text) = std::fs::read_to_string(spool.concrete_path(name)) else {
+        return;
+    };
+    let Ok(spec) = crate::concrete::ConcreteSpec::from_spec_json(&text) else {
+        return;
+    };
+    println!("  nodes");
+    for n in spec.nodes() {
+        let short = format!("{}@{}/{}", n.name, n.version, n.hash.short());
+        if c.to_build.contains(&short) {
+            let est = c
+                .estimates
+                .get(&n.name)
+                .map(|s| crate::time::short(std::time::Duration::from_secs(*s)))
+                .unwrap_or_else(|| "no estimate".into());
+            println!("    [ ] {short}  ({est})");
+        } else {
+            println!("    [+] {short}");
+        }
+    }
 }
 
 /// `slurm job 1234 (partition debug, node n01)`; parts not known yet are left out.

@@ -293,6 +293,7 @@ fn print_human(v: &StatusView, verbose: bool) {
         let info = match (&j.progress, &j.reason) {
             (Some(p), _) => format!("[{}/{}]", p.done, p.total),
             (None, Some(r)) if j.state != "done" => r.clone(),
+            _ if j.state == "pending" => j.build_text().unwrap_or_default(),
             _ => String::new(),
         };
         let info = match (

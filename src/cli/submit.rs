@@ -223,6 +223,75 @@ pub fn await_end(spool: &Spool, id: JobId) -> Result<Dir> {
     }
 }
 
+/// How long plain `submit` waits to say what Spack made of a job (the concretization
+/// stage takes seconds per job with a real Spack; a long queue of them takes longer, and
+/// `show` tells the rest).
+const CONCRETIZE_WAIT: Duration = Duration::from_secs(30);
+
+/// With the concretization stage on, say what Spack answered about each accepted job:
+/// refused (with Spack's reason), already installed, the same DAG as another job, or
+/// how much it will build. Gives up quietly after [`CONCRETIZE_WAIT`]; a job that
+/// starts first (`concretize = "background"`) is simply running.
+fn await_concretized(ctx: &Ctx, results: &mut [Submitted]) -> Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let cfg = ctx.config()?;
+    if cfg.concretize.value == crate::config::Concretize::Off {
+        return Ok(());
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |_| {
+        let _ = tx.send(());
+    })
+    .ok();
+    if let Some(w) = watcher.as_mut() {
+        for d in Dir::STATES {
+            let _ = w.watch(&ctx.spool.dir(d), RecursiveMode::NonRecursive);
+        }
+    }
+    let end = std::time::Instant::now() + CONCRETIZE_WAIT;
+    for s in results.iter_mut().filter(|s| s.outcome == "accepted") {
+        let Some(id) = s.id.map(JobId) else { continue };
+        while let Some((dir, name)) = store::locate(&ctx.spool, id)? {
+            let job = store::read(&ctx.spool, dir, &name).ok();
+            match (dir, job) {
+                (Dir::Pending, Some(j)) if j.state.concrete.is_none() => {}
+                (Dir::Pending, Some(j)) => {
+                    let c = j.state.concrete.expect("checked");
+                    s.message = match c.same_as {
+                        Some(other) => format!(
+                            "queued as {name}: the same DAG as job {other}, which builds it for both"
+                        ),
+                        None => format!(
+                            "queued as {name}: {} of {} packages to build",
+                            c.to_build.len(),
+                            c.nodes
+                        ),
+                    };
+                    break;
+                }
+                (Dir::Failed, Some(j)) => {
+                    s.outcome = "refused".into();
+                    s.message = format!("{name} failed: {}", j.state.reason.unwrap_or_default());
+                    break;
+                }
+                (Dir::Done, Some(j)) => {
+                    s.message = format!("{name}: {}", j.state.reason.unwrap_or_default());
+                    break;
+                }
+                _ => break,
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            // inotify wakes us at once; the timeout covers file systems without it.
+            let _ = rx.recv_timeout(left.min(Duration::from_secs(1)));
+            while rx.try_recv().is_ok() {}
+        }
+    }
+    Ok(())
+}
+
 /// A stack file: several jobs in one go.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,7 +458,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
         results.push(s);
     }
-    let mut code = if results.iter().any(|s| s.outcome == "rejected") {
+    if wait_receipt && !a.wait {
+        await_concretized(ctx, &mut results)?;
+    }
+    let mut code = if results
+        .iter()
+        .any(|s| s.outcome == "rejected" || s.outcome == "refused")
+    {
         1
     } else {
         0
@@ -404,6 +479,13 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 if dir != Dir::Done {
                     code = 1;
                 }
+                // Why it ended so (Spack's reason for a spec it cannot concretize, say).
+                if let Some((d, name)) = store::locate(&ctx.spool, JobId(id))?
+                    && let Ok(job) = store::read(&ctx.spool, d, &name)
+                    && let Some(r) = job.state.reason
+                {
+                    s.message = r;
+                }
             }
         }
     }
@@ -412,6 +494,12 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             println!("{}", serde_json::to_string(s).expect("serializes"));
         } else {
             match &s.state {
+                Some(st) if st != "done" && !s.message.is_empty() => println!(
+                    "{}: {} ({st}): {}",
+                    s.spec,
+                    s.job.as_deref().unwrap_or(&s.ticket),
+                    s.message
+                ),
                 Some(st) => println!(
                     "{}: {} ({st})",
                     s.spec,

@@ -9,6 +9,7 @@
 pub mod dry_run;
 pub mod local;
 pub mod progress;
+pub mod query;
 pub mod slurm;
 
 use crate::error::Result;
@@ -128,6 +129,18 @@ pub trait Executor {
 /// names, or prefixes ending in `*`), plus unbuffered Python output (so the log can be
 /// followed live) and the job marker that lets recovery find stray processes.
 pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = allowed_env(allow)
+        .into_iter()
+        .filter(|(k, _)| k != marker.0)
+        .collect();
+    env.push((marker.0.to_string(), marker.1));
+    env.sort();
+    env
+}
+
+/// The worker's variables that match `allow`, plus unbuffered Python output: what every
+/// Spack the worker runs gets, installs and questions alike.
+pub fn allowed_env(allow: &[String]) -> Vec<(String, String)> {
     let matches = |k: &str| {
         allow.iter().any(|a| match a.strip_suffix('*') {
             Some(prefix) => k.starts_with(prefix),
@@ -135,10 +148,9 @@ pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, Strin
         })
     };
     let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| matches(k) && k != marker.0)
+        .filter(|(k, _)| matches(k) && k != "PYTHONUNBUFFERED")
         .collect();
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
-    env.push((marker.0.to_string(), marker.1));
     env.sort();
     env
 }

@@ -290,6 +290,38 @@ pub struct StateInfo {
     /// Where the install runs when the Slurm executor ran it (`[state.slurm]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmState>,
+    /// What Spack made of the spec before the build (`[state.concrete]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concrete: Option<ConcreteState>,
+}
+
+/// `[state.concrete]`: written by the concretization stage once `spack spec --json`
+/// answered; the concrete spec itself is `concrete/NAME.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConcreteState {
+    /// The root's DAG hash.
+    pub hash: String,
+    /// The root's concrete version.
+    pub version: String,
+    /// Nodes in the DAG, externals included.
+    pub nodes: u32,
+    /// The nodes not installed when it was concretized, as `NAME@VERSION/HASH7`,
+    /// dependencies before the packages that need them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to_build: Vec<String>,
+    pub at: Timestamp,
+    /// How long the build should take: the sum over `to_build` of each package's
+    /// estimate (this queue's history, else Spack's `install_times.json` of an installed
+    /// version); nodes nobody has built here count nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate_s: Option<u64>,
+    /// Each to-build package's estimate, in seconds, where one is known.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub estimates: std::collections::BTreeMap<String, u64>,
+    /// Another job builds the same DAG: this one runs no install of its own and ends as
+    /// that one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_as: Option<JobId>,
 }
 
 /// `[state.slurm]`: written before `sbatch` (no `job_id` yet: the job is being handed
@@ -318,6 +350,7 @@ impl StateInfo {
             log: None,
             argv: Vec::new(),
             slurm: None,
+            concrete: None,
         }
     }
 }

@@ -46,10 +46,12 @@ pub enum Dir {
     Logs,
     Receipts,
     Tmp,
+    /// `NAME.json`: the concrete spec Spack made of a job's spec, as Spack printed it.
+    Concrete,
 }
 
 impl Dir {
-    pub const ALL: [Dir; 9] = [
+    pub const ALL: [Dir; 10] = [
         Dir::Incoming,
         Dir::Pending,
         Dir::Running,
@@ -59,6 +61,7 @@ impl Dir {
         Dir::Logs,
         Dir::Receipts,
         Dir::Tmp,
+        Dir::Concrete,
     ];
     /// The directories that hold job files, earliest state first.
     pub const STATES: [Dir; 5] = [
@@ -82,6 +85,7 @@ impl Dir {
             Dir::Logs => "logs",
             Dir::Receipts => "receipts",
             Dir::Tmp => "tmp",
+            Dir::Concrete => "concrete",
         }
     }
 
@@ -104,7 +108,7 @@ impl Dir {
             Dir::Done => Some(State::Done),
             Dir::Failed => Some(State::Failed),
             Dir::Cancelled => Some(State::Cancelled),
-            Dir::Incoming | Dir::Logs | Dir::Receipts | Dir::Tmp => None,
+            Dir::Incoming | Dir::Logs | Dir::Receipts | Dir::Tmp | Dir::Concrete => None,
         }
     }
 }
@@ -158,6 +162,10 @@ impl Spool {
     }
     pub fn receipt_path(&self, ticket: &str) -> PathBuf {
         self.dir(Dir::Receipts).join(ticket)
+    }
+    /// Where the concrete spec of a job is kept (`concrete/NAME.json`).
+    pub fn concrete_path(&self, name: &JobName) -> PathBuf {
+        self.dir(Dir::Concrete).join(format!("{name}.json"))
     }
     /// The value of [`JOB_MARKER_ENV`] for a job of this spool.
     pub fn job_marker(&self, name: &JobName) -> String {

@@ -8,6 +8,7 @@
 //! `recv_timeout` until the next event or deadline: no polling on the hot path. It must
 //! never start an install from another thread (see `executor::local` on PDEATHSIG).
 
+pub mod concretize;
 pub mod notify;
 pub mod recovery;
 pub mod signals;
@@ -59,6 +60,11 @@ pub enum Event {
     Exited {
         id: JobId,
         exit: Exit,
+    },
+    /// A concretization lane has Spack's answer about a job.
+    Concretized {
+        id: JobId,
+        found: concretize::Found,
     },
 }
 
@@ -168,6 +174,8 @@ pub struct Worker {
     deferred_exits: Vec<(JobId, Exit)>,
     worker_uid: u32,
     spool_gid: u32,
+    /// The concretization stage's lanes (`concretize`).
+    lanes: concretize::Lanes,
 }
 
 impl Worker {
@@ -252,6 +260,7 @@ impl Worker {
             deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
+            lanes: concretize::Lanes::new(),
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -291,6 +300,7 @@ impl Worker {
         notify::ready();
         loop {
             self.schedule();
+            self.concretize_pump();
             if self.should_exit() {
                 break;
             }
@@ -310,6 +320,7 @@ impl Worker {
                     Event::Rescan => rescan = true,
                     Event::Signal(s) => self.on_signal(s),
                     Event::Exited { id, exit } => self.on_exit(id, exit),
+                    Event::Concretized { id, found } => self.on_concretized(id, found),
                 }
             }
             let now = Instant::now();
@@ -384,7 +395,7 @@ impl Worker {
     }
 
     fn should_exit(&self) -> bool {
-        if !self.running.is_empty() {
+        if !self.running.is_empty() || !self.concretize_idle() {
             return false;
         }
         if self.draining {
@@ -930,7 +941,7 @@ impl Worker {
     fn queue_state(&self) -> QueueState {
         let mut q = queue::build(
             &self.spool,
-            self.pending.values(),
+            self.pending.values().filter(|j| self.schedulable(j)),
             self.running.values().map(|r| &r.job),
             &self.finished,
         );
@@ -954,6 +965,7 @@ impl Worker {
     fn changed(&mut self) {
         self.dirty = true;
         self.plan_cache = None;
+        self.lanes.look = true;
     }
 
     /// Whether the end of job `name` can change the plan: a pending job waits for it
@@ -962,6 +974,10 @@ impl Worker {
     fn concerns_pending(&self, name: &JobName) -> bool {
         self.pending.values().any(|j| {
             j.meta.package == name.package
+                || j.state
+                    .concrete
+                    .as_ref()
+                    .is_some_and(|c| c.same_as == Some(name.id))
                 || j.submission().is_some_and(|s| {
                     s.after.contains(&name.id) || s.dependencies.contains(&name.package)
                 })
@@ -1013,6 +1029,7 @@ impl Worker {
     /// Plan from the whole queue; fail the doomed jobs (as configured) and plan again if
     /// there were any; keep the ready jobs in [`Worker::plan_cache`].
     fn plan_afresh(&mut self) {
+        self.resolve_links();
         let fail_doomed = self.cfg.on_dependency_failure.value == DependencyFailure::Fail;
         let q = self.queue_state();
         let plan = scheduler::plan(&q, Timestamp::now(), &self.policy());
@@ -1036,22 +1053,34 @@ impl Worker {
     }
 
     fn fail_pending(&mut self, id: JobId, why: String) {
+        self.end_pending(id, State::Failed, why)
+    }
+
+    /// End a pending job without an install: `failed` (a dependency failed, Spack cannot
+    /// concretize it) or `done` (already installed, or built by another job).
+    fn end_pending(&mut self, id: JobId, state: State, why: String) {
         let Some(mut job) = self.pending.get(&id).cloned() else {
             return;
         };
         let name = job.name();
         let now = Timestamp::now();
-        job.state.state = State::Failed;
+        job.state.state = state;
         job.state.reason = Some(why.clone());
         job.state.finished_at = Some(now);
         job.state.since = now;
         match rewrite(&self.spool, Dir::Pending, &job)
-            .and_then(|_| move_job(&self.spool, &name, Dir::Pending, Dir::Failed))
+            .and_then(|_| move_job(&self.spool, &name, Dir::Pending, state.dir()))
         {
             Ok(()) => {
-                tracing::warn!(job_id = id.0, job = %name, "failed: {why}");
+                let outcome = if state == State::Done {
+                    tracing::info!(job_id = id.0, job = %name, "done: {why}");
+                    SchedOutcome::Done
+                } else {
+                    tracing::warn!(job_id = id.0, job = %name, "{state}: {why}");
+                    SchedOutcome::Failed
+                };
                 self.pending.remove(&id);
-                self.finished.add(&name, SchedOutcome::Failed, Some(now));
+                self.finished.add(&name, outcome, Some(now));
                 self.remember_finished(&name);
             }
             Err(e) => self.io_error(e),
@@ -1064,7 +1093,11 @@ impl Worker {
             argv.extend(["-j".to_string(), j.to_string()]);
         }
         argv.extend(self.cfg.install_args.value.iter().cloned());
-        argv.push(job.spec_text().to_string());
+        // What was checked is what is built: the concrete spec, while it is fresh.
+        match self.concrete_file(job) {
+            Some(file) => argv.extend(["-f".to_string(), file.display().to_string()]),
+            None => argv.push(job.spec_text().to_string()),
+        }
         argv
     }
 

@@ -65,8 +65,15 @@ impl TestSpool {
         fs::write(
             &config,
             format!(
-                "spack = \"{}\"\ninstall_args = [\"--fail-fast\"]\n{extra}",
-                fake_spack().display()
+                "spack = \"{}\"\ninstall_args = [\"--fail-fast\"]\n{}{extra}",
+                fake_spack().display(),
+                // Most tests are about installs and want them started the same way every
+                // run; the concretization stage's own tests turn it on.
+                if extra.contains("concretize =") {
+                    ""
+                } else {
+                    "concretize = \"off\"\n"
+                }
             ),
         )
         .unwrap();
@@ -188,10 +195,16 @@ impl TestSpool {
 
     /// Every install the fake Spack ran: its argv.
     pub fn installs(&self) -> Vec<Vec<String>> {
+        self.spack_runs("install")
+    }
+
+    /// Every run of one Spack command (`install`, `spec`, `find`): its argv.
+    pub fn spack_runs(&self, command: &str) -> Vec<Vec<String>> {
         fs::read_to_string(self.dir.path().join("argv.log"))
             .unwrap_or_default()
             .lines()
-            .map(|l| l.split('\x1f').map(String::from).collect())
+            .map(|l| l.split('\x1f').map(String::from).collect::<Vec<_>>())
+            .filter(|a| a[0] == command)
             .collect()
     }
 
