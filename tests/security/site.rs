@@ -191,8 +191,15 @@ impl Site {
         fs::write(
             &config,
             format!(
-                "spack = \"{}\"\ninstall_args = [\"--fail-fast\"]\n{extra_config}",
-                spack.display()
+                "spack = \"{}\"\ninstall_args = [\"--fail-fast\"]\n{}{extra_config}",
+                spack.display(),
+                // Installs start as the spec, not racing the concretization stage; the
+                // stage's own tests turn it on.
+                if extra_config.contains("concretize =") {
+                    ""
+                } else {
+                    "concretize = \"off\"\n"
+                }
             ),
         )
         .unwrap();
@@ -480,7 +487,8 @@ impl Site {
         fs::read_to_string(self.fake.join("argv.log"))
             .unwrap_or_default()
             .lines()
-            .map(|l| l.split('\x1f').map(String::from).collect())
+            .map(|l| l.split('\x1f').map(String::from).collect::<Vec<_>>())
+            .filter(|a| a[0] == "install")
             .collect()
     }
 }
