@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         v.argv = std::iter::once(spack)
             .chain(std::iter::once("install".to_string()))
             .chain(cfg.install_args.value.iter().cloned())
-            .chain(std::iter::once(job.spec_text().to_string()))
+            .chain(std::iter::once(job.spec_canonical().to_string()))
             .collect();
     }
     if a.json {

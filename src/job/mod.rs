@@ -423,6 +423,13 @@ impl Job {
             if let Some(c) = r.canonical_spec {
                 sub.spec = Spec::from_record(&spec, &c)
                     .map_err(|e| JobError::Invalid(format!("canonical_spec: {e}")))?;
+                if sub.spec.package() != r.job.package {
+                    return Err(JobError::Invalid(format!(
+                        "canonical_spec installs `{}` but the job is `{}`",
+                        sub.spec.package(),
+                        r.job.package
+                    )));
+                }
             }
             Body::Valid(sub)
         };
@@ -611,6 +618,44 @@ note = "for the climate group"
             ..job
         };
         assert_eq!(Job::from_toml(&rejected.to_toml()).unwrap(), rejected);
+    }
+
+    /// A record as the worker wrote it before `canonical_spec` existed (a real one, from
+    /// `tests/data/`) still loads, and its spec is checked and rendered anew.
+    #[test]
+    fn a_record_without_canonical_spec_still_loads() {
+        let text = include_str!("../../tests/data/record-before-canonical-spec.toml");
+        let job = Job::from_toml(text).unwrap();
+        assert_eq!(job.spec_text(), "hdf5@1.14 + mpi ^openmpi");
+        assert_eq!(job.spec_canonical(), "hdf5@1.14 +mpi ^openmpi");
+        assert_eq!(job.meta.owner, "alice");
+        assert_eq!(job.priority(), Priority::High);
+        // Written again, it gains the field, and reads back the same.
+        let again = job.to_toml();
+        assert!(
+            again.contains("canonical_spec = \"hdf5@1.14 +mpi ^openmpi\""),
+            "{again}"
+        );
+        assert_eq!(Job::from_toml(&again).unwrap(), job);
+    }
+
+    /// `canonical_spec` is what runs: a record whose stored form is not one intake
+    /// renders (hand-edited, or written by another tool) does not load.
+    #[test]
+    fn a_record_with_a_bad_canonical_spec_does_not_load() {
+        let text = include_str!("../../tests/data/record-before-canonical-spec.toml");
+        for bad in ["hdf5 +mpi  ^openmpi", "hdf5 cflags=-O3", "zlib"] {
+            let forged = text.replacen(
+                "note = ",
+                &format!("canonical_spec = \"{bad}\"\nnote = "),
+                1,
+            );
+            let e = Job::from_toml(&forged).map(|j| j.spec_canonical().to_string());
+            assert!(
+                matches!(&e, Err(JobError::Invalid(m)) if m.starts_with("canonical_spec")),
+                "{bad:?}: {e:?}"
+            );
+        }
     }
 
     #[test]

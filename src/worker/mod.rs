@@ -1064,7 +1064,7 @@ impl Worker {
             argv.extend(["-j".to_string(), j.to_string()]);
         }
         argv.extend(self.cfg.install_args.value.iter().cloned());
-        argv.push(job.spec_text().to_string());
+        argv.push(job.spec_canonical().to_string());
         argv
     }
 
