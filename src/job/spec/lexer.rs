@@ -2,11 +2,12 @@
 //!
 //! Spack tokenizes with one ordered regex alternation and no separator between tokens:
 //! `shared="true"cflags=-O3` is two key=value tokens, and spaces are allowed after the
-//! sigils `@ % + ~ - ^` and around the commas of a version list. This lexer finds the same
-//! token boundaries for every string it returns `Ok` for; where Spack's cut depends on
-//! regex backtracking we would rather not mirror (a version followed by `=`, a value
-//! quoted or holding a path), it refuses instead, so a string it accepts can never be
-//! cut two ways. What a token may *contain* is checked by the parser (`super`).
+//! sigils `@ % + ~ - ^` and around the commas of a version list. Where Spack's cut depends
+//! on regex backtracking we would rather not mirror, this lexer cuts more greedily (a
+//! version takes a following `=`, a hash takes what follows it up to a space) or refuses
+//! outright (a quote, `:=`, a file path), and the parser (`super`) then refuses what such
+//! a token contains; so for every spec the parser accepts, these are the tokens Spack
+//! reads, and no accepted string can be cut two ways.
 //!
 //! Input is printable ASCII (the caller checks), so byte offsets are columns.
 
