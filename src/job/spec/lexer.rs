@@ -4,8 +4,8 @@
 //! `shared="true"cflags=-O3` is two key=value tokens, and spaces are allowed after the
 //! sigils `@ % + ~ - ^` and around the commas of a version list. Where Spack's cut depends
 //! on regex backtracking we would rather not mirror, this lexer cuts more greedily (a
-//! version takes a following `=`, a hash takes what follows it up to a space) or refuses
-//! outright (a quote, `:=`, a file path), and the parser (`super`) then refuses what such
+//! version takes every following `=` and `:`) or refuses outright (a quote, `:=`, a `/`
+//! that is not a clean `/hash`), and the parser (`super`) then refuses what such
 //! a token contains; so for every spec the parser accepts, these are the tokens Spack
 //! reads, and no accepted string can be cut two ways.
 //!
