@@ -3,8 +3,11 @@
 //! run on stable (`tests/fuzz_jobfile.rs`), so both check the same promises:
 //!
 //! - no parser panics, on any bytes;
-//! - an accepted spec is one printable-ASCII argument of at most 1024 bytes that does not
-//!   start with `-` (Spack would read an option) or a space, and starts with a package name;
+//! - an accepted spec is printable ASCII of at most 1024 bytes that does not start with
+//!   `-` (Spack would read an option); its canonical form, the one argument Spack gets,
+//!   starts with a package name (never `-` or a space), holds no compiler-flag key and no
+//!   `dev_path` in any case or form, no quote, no `:=`, no path (a `/` only as `/hash`,
+//!   nothing ending `.json`/`.yaml`/`.yml`), and re-parses to itself with the same AST;
 //! - every package name that can reach a file name (the spec's package, `dependencies`)
 //!   is `[a-z0-9][a-z0-9_-]*`, at most 64 bytes, so it survives `sanitize_package`
 //!   unchanged and a job file name can never hold `/`, `..` or a leading `-`/`.`;
@@ -17,7 +20,7 @@
 use spack_installer::job::id::sanitize_package;
 use spack_installer::job::{
     Body, Job, JobFile, JobId, JobName, MAX_DURATION, MAX_NOTE_LEN, Meta, Request, RequestFile,
-    State, StateInfo, Submission,
+    Spec, State, StateInfo, Submission,
 };
 use spack_installer::time::Timestamp;
 use std::time::Duration;
@@ -53,28 +56,77 @@ fn duration_ok(what: &str, d: Option<Duration>) {
     }
 }
 
+const FLAG_KEYS: [&str; 7] = [
+    "dev_path", "cflags", "cxxflags", "fflags", "cppflags", "ldflags", "ldlibs",
+];
+
+/// What Spack is given: the canonical form of an accepted spec.
+pub fn check_canonical(spec: &Spec) {
+    let c = spec.canonical();
+    assert!(!c.is_empty(), "empty canonical form of {:?}", spec.as_str());
+    assert!(
+        !c.starts_with('-') && !c.starts_with(' ') && !c.ends_with(' ') && !c.contains("  "),
+        "canonical {c:?}"
+    );
+    assert!(
+        c.chars().all(|ch| (' '..='~').contains(&ch)),
+        "canonical {c:?} has a control or non-ASCII character"
+    );
+    assert!(
+        !c.contains(['"', '\'', '\\', '`', '$', ';']),
+        "canonical {c:?} has a quote or shell character"
+    );
+    assert!(!c.contains(":="), "canonical {c:?} has `:=`");
+    let lower = c.to_ascii_lowercase();
+    for word in lower.split(' ') {
+        // A key (`key=…`, `key==…`) or a variant (`+key`, `~~key`); a package may be
+        // called anything.
+        let variant = word.starts_with(['+', '~']);
+        let word = word.trim_start_matches(['+', '~', '^', '%', '[']);
+        if variant || word.contains('=') {
+            let key = word.split('=').next().unwrap_or("");
+            assert!(!FLAG_KEYS.contains(&key), "canonical {c:?} sets `{key}`");
+        }
+        for ext in [".json", ".yaml", ".yml"] {
+            assert!(!word.ends_with(ext), "canonical {c:?} names a file");
+        }
+        if let Some(at) = word.find('/') {
+            assert!(
+                at == 0 && word[1..].bytes().all(|b| b.is_ascii_alphanumeric()),
+                "canonical {c:?} has a path `{word}`"
+            );
+        }
+    }
+    let first = c.split(['@', ' ']).next().unwrap();
+    assert!(
+        first.split('.').all(is_package_name) && first.rsplit('.').next() == Some(spec.package()),
+        "canonical {c:?} does not start with its package {:?}",
+        spec.package()
+    );
+    let again = Spec::parse(c).unwrap_or_else(|e| panic!("canonical {c:?} is refused: {e}"));
+    assert_eq!(again.canonical(), c, "canonical form is not a fixed point");
+    assert_eq!(again.root(), spec.root(), "{c:?} re-parses differently");
+    assert_eq!(again.dependencies(), spec.dependencies(), "{c:?}");
+}
+
 /// Everything an accepted submission must satisfy.
 pub fn check_submission(s: &Submission) {
     let spec = s.spec.as_str();
     assert!(
-        !spec.is_empty() && spec.len() <= MAX_SPEC_LEN,
+        !spec.trim().is_empty() && spec.len() <= MAX_SPEC_LEN,
         "spec length: {spec:?}"
     );
-    assert!(!spec.starts_with('-'), "spec starts with `-`: {spec:?}");
     assert!(
-        !spec.starts_with(' ') && !spec.ends_with(' '),
-        "spec has outer spaces: {spec:?}"
+        !spec.trim_start().starts_with('-'),
+        "spec starts with `-`: {spec:?}"
     );
     assert!(
         spec.chars().all(|c| (' '..='~').contains(&c)),
         "spec has a control or non-ASCII character: {spec:?}"
     );
+    check_canonical(&s.spec);
     let package = s.spec.package();
     assert!(is_package_name(package), "package {package:?} of {spec:?}");
-    assert!(
-        spec.starts_with(package) || spec.contains(&format!(".{package}")),
-        "package {package:?} does not lead {spec:?}"
-    );
     assert_eq!(sanitize_package(package), package, "package not sanitised");
     for id in [1, 42, 999_999, 1_234_567] {
         let name = JobName::new(JobId(id), package);

@@ -289,3 +289,48 @@ fn arbitrary_specs_are_accepted_only_when_safe() {
         },
     );
 }
+
+/// Spack's spec tokens and the pieces of every known attack, glued with and without
+/// spaces: the grammar must refuse what is unsafe however it is cut, and whatever it
+/// accepts must keep the canonical-form invariants (`invariants::check_canonical`).
+#[test]
+fn spec_token_soup_is_accepted_only_when_safe() {
+    const PIECES: &[&str] = &[
+        "zlib", "hdf5", "builtin.", "py-numpy", "ZLIB", "@", "1.2", ":", ",", "=", "==", ":=",
+        "git.", "v1", "+", "~", "-", "--", "++", "~~", "mpi", "shared", "^", "^[", "]", "virtuals",
+        "deptypes", "build", "%", "gcc", "12", "/", "abc123", "/tmp/x", ".json", ".yaml", "\"",
+        "'", "cflags", "CFLAGS", "ldlibs", "dev_path", "DEV_PATH", "-fplugin", "target", "os",
+        "arch", "platform", "x86_64", "true", "*", "\\", ";", "$", " ", " ", " ",
+    ];
+    let accepted = AtomicU32::new(0);
+    runner()
+        .run(
+            &prop::collection::vec(prop::sample::select(PIECES), 1..14),
+            |pieces| {
+                let text = pieces.concat();
+                if let Ok(spec) = spack_installer::job::Spec::parse(&text) {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    invariants::check_canonical(&spec);
+                    let nodes = std::iter::once(spec.root())
+                        .chain(spec.dependencies().iter().map(|d| &d.node));
+                    for n in nodes {
+                        for v in &n.variants {
+                            let key = v.name.to_ascii_lowercase();
+                            assert!(
+                                !spack_installer::job::spec::REFUSED_KEYS.contains(&key.as_str()),
+                                "{text:?} sets `{}`",
+                                v.name
+                            );
+                        }
+                    }
+                    assert!(!text.contains(['"', '\'']), "{text:?} is quoted");
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    assert!(
+        accepted.load(Ordering::Relaxed) > 0,
+        "no generated spec was valid"
+    );
+}

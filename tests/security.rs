@@ -1018,4 +1018,93 @@ fn an_outsider_is_told_the_spools_own_group() {
         said.contains("usermod -aG sitest-builders mallory"),
         "{said}"
     );
+#[test]
+fn bob_cannot_smuggle_flags_dev_path_files_or_a_second_spec_past_the_spec_grammar() {
+    if !root_or_skip(
+        "bob_cannot_smuggle_flags_dev_path_files_or_a_second_spec_past_the_spec_grammar",
+    ) {
+        return;
+    }
+    let u = users();
+    let bob = &u.bob;
+    let s = Site::new("");
+    // Spack 0.23 reads this as `+shared cflags=-fplugin=/tmp/x.so`: the CLI refuses it,
+    // naming the token, before anything is written.
+    let quoted = "zlib shared=\"true\"cflags=-fplugin=/tmp/x.so";
+    let out = s.cli(bob, &["submit", "--no-wait", quoted]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "bob's quoted flag was queued: {err}");
+    assert!(
+        err.contains("`shared=\"true\"` (column 6) is quoted"),
+        "{err}"
+    );
+    // Dropped by hand, past the CLI: the worker refuses each, naming the token and why.
+    let attacks = [
+        (
+            "quoted.toml",
+            quoted,
+            "`shared=\"true\"` (column 6) is quoted",
+        ),
+        (
+            "single-quoted.toml",
+            "zlib shared='1'ldflags=-fplugin=/tmp/x.so",
+            "`shared='1'` (column 6) is quoted",
+        ),
+        (
+            "colon-equals.toml",
+            "zlib cflags:=-fplugin=/tmp/x.so",
+            "sets `cflags`, which the queue does not take",
+        ),
+        (
+            "colon-dev-path.toml",
+            "zlib dev_path:=/home/bob/src",
+            "sets `dev_path`, which the queue does not take",
+        ),
+        (
+            "propagated.toml",
+            "zlib ^zstd cflags==-fplugin=/tmp/x.so",
+            "sets `cflags`, which the queue does not take",
+        ),
+        (
+            "propagated-dev-path.toml",
+            "zlib dev_path==/home/bob/src",
+            "sets `dev_path`, which the queue does not take",
+        ),
+        (
+            "capitals.toml",
+            "zlib CFLAGS=-O3",
+            "sets `CFLAGS`, which the queue does not take",
+        ),
+        (
+            "spec-file.toml",
+            "zlib /tmp/x.json",
+            "`/tmp/x.json` (column 6) is a file path",
+        ),
+        (
+            "dep-spec-file.toml",
+            "zlib ^/tmp/x.yaml",
+            "`/tmp/x.yaml` (column 7) is a file path",
+        ),
+        (
+            "two-roots.toml",
+            "zlib bzip2",
+            "`bzip2` (column 6) starts a second spec",
+        ),
+    ];
+    for (ticket, spec, _) in attacks {
+        let file = format!("spec = {}\n", toml::Value::String(spec.into()));
+        s.drop_as(bob, ticket, &file);
+    }
+    // Alice's spec, written loosely, still installs, as its canonical form.
+    s.drop_as(&u.alice, "alice.toml", "spec = \"zlib + mpi\"\n");
+    s.drain();
+    for (ticket, _, why) in attacks {
+        assert_receipt(&s, ticket, "rejected", why);
+        let (dir, rec) = record_of(&s, ticket);
+        assert_eq!(dir, "failed", "{ticket}");
+        assert!(rec.contains("state = \"rejected\""), "{ticket}: {rec}");
+    }
+    let installs = s.installs();
+    assert_eq!(installs.len(), 1, "Spack ran for bob: {installs:?}");
+    assert_eq!(installs[0].last().map(String::as_str), Some("zlib +mpi"));
 }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         let what = if job.state.concrete.is_some() && concrete.exists() {
             vec!["-f".to_string(), concrete.display().to_string()]
         } else {
-            vec![job.spec_text().to_string()]
+            vec![job.spec_canonical().to_string()]
         };
         v.argv = std::iter::once(spack)
             .chain(std::iter::once("install".to_string()))

@@ -316,7 +316,7 @@ fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
     Ok(stack.job)
 }
 
-/// Specs of jobs pending or running for these packages: (name, state, spec). Names carry
+/// Specs of jobs pending or running for these packages: (name, state, canonical spec). Names carry
 /// the package, so only records that could match are read, however long the queue. Files
 /// still in `incoming/` are not read: a burst of submissions would make each one slower
 /// than the last.
@@ -331,7 +331,7 @@ fn queued_specs(ctx: &Ctx, packages: &[String]) -> Result<Vec<(String, String, S
                 out.push((
                     name.to_string(),
                     dir.name().to_string(),
-                    job.spec_text().to_string(),
+                    job.spec_canonical().to_string(),
                 ));
             }
         }
@@ -408,9 +408,11 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
     let mut results = Vec::new();
     for f in &files {
+        // Compared in canonical form: `zlib@1.3` and `zlib @1.3` are one spec.
+        let canonical = crate::job::Spec::parse(&f.spec).map(|s| s.canonical().to_string());
         if let Some((name, state)) = queued
             .iter()
-            .find(|(_, _, spec)| spec == &f.spec)
+            .find(|(_, _, spec)| canonical.as_ref().is_ok_and(|c| c == spec))
             .map(|(n, st, _)| (n, st))
         {
             results.push(Submitted {

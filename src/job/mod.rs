@@ -178,7 +178,7 @@ impl JobFile {
     /// Check every field; the result is what the worker will act on.
     pub fn validate(&self) -> Result<Submission, JobError> {
         let bad = |m: String| JobError::Invalid(m);
-        let spec = Spec::parse(&self.spec).map_err(bad)?;
+        let spec = Spec::parse(&self.spec).map_err(|e| bad(e.to_string()))?;
         if self.dependencies.len() > MAX_LIST_LEN || self.after.len() > MAX_LIST_LEN {
             return Err(bad(format!(
                 "at most {MAX_LIST_LEN} dependencies and {MAX_LIST_LEN} `after` entries"
@@ -384,10 +384,19 @@ impl Job {
         }
     }
 
-    /// The spec, or a placeholder for rejected files.
+    /// The spec as submitted (for people to read), or a placeholder for rejected files.
     pub fn spec_text(&self) -> &str {
         match &self.body {
             Body::Valid(s) => s.spec.as_str(),
+            Body::Rejected { .. } => "(rejected)",
+        }
+    }
+
+    /// The canonical spec: the argument Spack gets and what duplicates are compared by
+    /// ([`Spec::canonical`]); a placeholder for rejected files.
+    pub fn spec_canonical(&self) -> &str {
+        match &self.body {
+            Body::Valid(s) => s.spec.canonical(),
             Body::Rejected { .. } => "(rejected)",
         }
     }
@@ -402,6 +411,10 @@ impl Job {
         match &self.body {
             Body::Valid(s) => {
                 t = toml::Table::try_from(s.to_file()).expect("a job file serializes");
+                t.insert(
+                    "canonical_spec".into(),
+                    toml::Value::String(s.spec.canonical().to_string()),
+                );
             }
             Body::Rejected { original } => {
                 t.insert("original".into(), toml::Value::String(original.clone()));
@@ -431,7 +444,7 @@ impl Job {
                 .spec
                 .ok_or_else(|| JobError::Invalid("the record has no spec".into()))?;
             let file = JobFile {
-                spec,
+                spec: spec.clone(),
                 priority: r.priority,
                 dependencies: r.dependencies,
                 after: r.after,
@@ -440,7 +453,21 @@ impl Job {
                 note: r.note,
                 retry_of: r.retry_of,
             };
-            Body::Valid(file.validate()?)
+            let mut sub = file.validate()?;
+            // What intake checked is what runs, even if the grammar changed since; a
+            // record written before `canonical_spec` existed is checked again instead.
+            if let Some(c) = r.canonical_spec {
+                sub.spec = Spec::from_record(&spec, &c)
+                    .map_err(|e| JobError::Invalid(format!("canonical_spec: {e}")))?;
+                if sub.spec.package() != r.job.package {
+                    return Err(JobError::Invalid(format!(
+                        "canonical_spec installs `{}` but the job is `{}`",
+                        sub.spec.package(),
+                        r.job.package
+                    )));
+                }
+            }
+            Body::Valid(sub)
         };
         Ok(Job {
             meta: r.job,
@@ -451,12 +478,14 @@ impl Job {
 }
 
 /// A record as written, read in one pass (`status --all` reads every record of the
-/// spool). Its top-level keys are [`JobFile`]'s, which the worker wrote, plus `original`
-/// for rejected files; `record_round_trips` checks the two lists agree.
+/// spool). Its top-level keys are [`JobFile`]'s, which the worker wrote, plus
+/// `canonical_spec` (what Spack runs) for valid jobs and `original` for rejected files;
+/// `record_round_trips` checks the lists agree.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecordRepr {
     spec: Option<String>,
+    canonical_spec: Option<String>,
     priority: Option<Priority>,
     #[serde(default)]
     dependencies: Vec<String>,
@@ -626,6 +655,44 @@ note = "for the climate group"
             ..job
         };
         assert_eq!(Job::from_toml(&rejected.to_toml()).unwrap(), rejected);
+    }
+
+    /// A record as the worker wrote it before `canonical_spec` existed (a real one, from
+    /// `tests/data/`) still loads, and its spec is checked and rendered anew.
+    #[test]
+    fn a_record_without_canonical_spec_still_loads() {
+        let text = include_str!("../../tests/data/record-before-canonical-spec.toml");
+        let job = Job::from_toml(text).unwrap();
+        assert_eq!(job.spec_text(), "hdf5@1.14 + mpi ^openmpi");
+        assert_eq!(job.spec_canonical(), "hdf5@1.14 +mpi ^openmpi");
+        assert_eq!(job.meta.owner, "alice");
+        assert_eq!(job.priority(), Priority::High);
+        // Written again, it gains the field, and reads back the same.
+        let again = job.to_toml();
+        assert!(
+            again.contains("canonical_spec = \"hdf5@1.14 +mpi ^openmpi\""),
+            "{again}"
+        );
+        assert_eq!(Job::from_toml(&again).unwrap(), job);
+    }
+
+    /// `canonical_spec` is what runs: a record whose stored form is not one intake
+    /// renders (hand-edited, or written by another tool) does not load.
+    #[test]
+    fn a_record_with_a_bad_canonical_spec_does_not_load() {
+        let text = include_str!("../../tests/data/record-before-canonical-spec.toml");
+        for bad in ["hdf5 +mpi  ^openmpi", "hdf5 cflags=-O3", "zlib"] {
+            let forged = text.replacen(
+                "note = ",
+                &format!("canonical_spec = \"{bad}\"\nnote = "),
+                1,
+            );
+            let e = Job::from_toml(&forged).map(|j| j.spec_canonical().to_string());
+            assert!(
+                matches!(&e, Err(JobError::Invalid(m)) if m.starts_with("canonical_spec")),
+                "{bad:?}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -202,10 +202,8 @@ impl Worker {
                     .get(&j.meta.id)
                     .is_none_or(|t| now >= *t + RETRY_AFTER)
             })
-            .filter_map(|j| {
-                j.submission()
-                    .map(|s| (j.meta.id, s.spec.as_str().to_string()))
-            })
+            .filter(|j| j.submission().is_some())
+            .map(|j| (j.meta.id, j.spec_canonical().to_string()))
             .take(free)
             .collect();
         for (id, spec) in todo {

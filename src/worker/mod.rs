@@ -1096,7 +1096,7 @@ impl Worker {
         // What was checked is what is built: the concrete spec, while it is fresh.
         match self.concrete_file(job) {
             Some(file) => argv.extend(["-f".to_string(), file.display().to_string()]),
-            None => argv.push(job.spec_text().to_string()),
+            None => argv.push(job.spec_canonical().to_string()),
         }
         argv
     }
