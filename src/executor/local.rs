@@ -3,7 +3,10 @@
 //! whole build can be signalled at once, and with `PR_SET_PDEATHSIG` = SIGKILL so it dies
 //! with the worker. The death signal fires when the *thread* that forked exits, so the
 //! worker must start installs from its main thread, which lives as long as the process.
+//! The child inherits no descriptor beyond stdio but those [`keep_fds`] names: the
+//! worker's jobserver, moved to 3 and 4, when it has one.
 
+use super::budget::{CHILD_READ_FD, CHILD_WRITE_FD};
 use super::{Executor, Exit, Handle, Launch, OnExit};
 use crate::error::{IoContext, Result};
 use nix::sys::signal::{Signal, killpg};
@@ -26,6 +29,8 @@ impl Executor for LocalExecutor {
             .at("open the log", &launch.log)?;
         let err = log.try_clone().at("open the log", &launch.log)?;
         let parent = std::process::id() as i32;
+        let jobserver = launch.jobserver;
+        let first_closed = 3 + keep_fds(launch).len() as i32;
         let mut cmd = Command::new(&launch.argv[0]);
         cmd.args(&launch.argv[1..])
             .env_clear()
@@ -34,7 +39,8 @@ impl Executor for LocalExecutor {
             .stdout(log)
             .stderr(err)
             .process_group(0);
-        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+        // SAFETY: only async-signal-safe calls (prctl, getppid, dup2, syscall, fcntl,
+        // _exit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
@@ -42,6 +48,16 @@ impl Executor for LocalExecutor {
                 if getppid().as_raw() != parent {
                     nix::libc::_exit(1);
                 }
+                if let Some((r, w)) = jobserver {
+                    // The pipe's own descriptors are above 9, so neither is overwritten;
+                    // dup2's copies are not close-on-exec.
+                    if nix::libc::dup2(r, CHILD_READ_FD) < 0
+                        || nix::libc::dup2(w, CHILD_WRITE_FD) < 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                close_on_exec_from(first_closed);
                 Ok(())
             });
         }
@@ -81,4 +97,48 @@ impl Executor for LocalExecutor {
     fn kind(&self) -> &'static str {
         "local"
     }
+}
+
+/// The descriptors an install inherits beyond stdin, stdout and stderr, from 3 upwards:
+/// the jobserver's read and write ends when the launch has one. Spack reads them from
+/// `MAKEFLAGS` and passes them to every make it runs; anything else the worker has open
+/// (the spool lock, logs, inotify) is none of the build's business.
+pub fn keep_fds(launch: &Launch) -> &'static [i32] {
+    if launch.jobserver.is_some() {
+        &[CHILD_READ_FD, CHILD_WRITE_FD]
+    } else {
+        &[]
+    }
+}
+
+/// Mark every descriptor from `first` on close-on-exec (not closed at once: the standard
+/// library reports a failed exec through one of them). Async-signal-safe.
+fn close_on_exec_from(first: i32) {
+    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
+    // SAFETY: close_range and fcntl only change descriptor flags.
+    unsafe {
+        if nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.11: one by one, up to the descriptor limit.
+        let max = nix::libc::sysconf(nix::libc::_SC_OPEN_MAX).clamp(1024, 65536) as i32;
+        for fd in first..max {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// The environment of an install that joins the jobserver: its `MAKEFLAGS`, in place of
+/// any the allow-list let through (one naming descriptors the child lacks makes Spack fail).
+pub fn with_makeflags(mut env: Vec<(String, String)>, makeflags: String) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != "MAKEFLAGS" && k != "MFLAGS");
+    env.push(("MAKEFLAGS".into(), makeflags));
+    env.sort();
+    env
 }

@@ -37,6 +37,12 @@ pub struct WorkerStatus {
     pub max_parallel: usize,
     #[serde(default)]
     pub version: String,
+    /// The CPUs local installs share (their jobserver's size).
+    #[serde(default)]
+    pub cpus: Option<usize>,
+    /// Why no install starts now although some could (a memory or disk guard).
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// What a reader concludes about the worker.
