@@ -464,6 +464,28 @@ pub fn oom_kills() -> Option<u64> {
     })
 }
 
+/// The reason of a failed install, knowing the OOM kill count when it started and now:
+/// a SIGKILL while the count rose is the OOM killer's; any other failure while it rose
+/// (the killer usually picks a compiler, and make then fails) says so after `why`.
+pub fn oom_reason(
+    exit: super::Exit,
+    before: Option<u64>,
+    after: Option<u64>,
+    why: String,
+) -> String {
+    let rose = matches!((before, after), (Some(b), Some(a)) if a > b);
+    match exit {
+        super::Exit::Signal(9) if rose => "killed by the out-of-memory killer (SIGKILL while \
+             the kernel's oom_kill count rose); give builds more memory, or set \
+             min_free_memory or fewer cpus"
+            .into(),
+        _ if rose => format!(
+            "{why} (the out-of-memory killer killed a process while it ran: likely a compiler)"
+        ),
+        _ => why,
+    }
+}
+
 /// The value of a `NAME VALUE` line.
 pub fn counter(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| {
@@ -524,6 +546,26 @@ mod tests {
             Some(2)
         );
         assert_eq!(counter("pgfault 9\noom_kill 0\n", "oom"), None);
+        use crate::executor::Exit;
+        let why = || "spack exited with code 1".to_string();
+        assert!(
+            oom_reason(Exit::Signal(9), Some(3), Some(4), why())
+                .starts_with("killed by the out-of-memory killer")
+        );
+        assert_eq!(
+            oom_reason(
+                Exit::Signal(9),
+                Some(3),
+                Some(3),
+                "killed by signal 9".into()
+            ),
+            "killed by signal 9"
+        );
+        assert_eq!(oom_reason(Exit::Code(1), None, Some(9), why()), why());
+        assert!(
+            oom_reason(Exit::Code(2), Some(0), Some(1), why())
+                .ends_with("killed a process while it ran: likely a compiler)")
+        );
         assert!(mem_available().is_some());
     }
 

@@ -1343,23 +1343,25 @@ impl Worker {
                 ),
             ),
             (_, e) if e.success() => (State::Done, "installed".to_string()),
-            (_, Exit::Code(c)) => (
-                State::Failed,
-                match last_error_line(&log) {
+            (_, Exit::Code(c)) => {
+                let why = match last_error_line(&log) {
                     Some(line) => format!("spack exited with code {c}: {line}"),
                     None => format!("spack exited with code {c}"),
-                },
-            ),
-            (_, Exit::Signal(9))
-                if oom_base.is_some_and(|b| budget::oom_kills().is_some_and(|n| n > b)) =>
-            {
+                };
                 (
                     State::Failed,
-                    "killed by the out-of-memory killer (SIGKILL while the kernel's oom_kill \
-                     count rose); give builds more memory, or set min_free_memory or fewer cpus"
-                        .to_string(),
+                    budget::oom_reason(exit, oom_base, budget::oom_kills(), why),
                 )
             }
+            (_, Exit::Signal(9)) => (
+                State::Failed,
+                budget::oom_reason(
+                    exit,
+                    oom_base,
+                    budget::oom_kills(),
+                    "spack was killed by signal 9".into(),
+                ),
+            ),
             (_, Exit::Signal(s)) => (State::Failed, format!("spack was killed by signal {s}")),
             (_, Exit::Cluster { code, why }) => (State::Failed, format!("{why}; exit code {code}")),
             (_, Exit::NotStarted) => (
