@@ -1018,6 +1018,8 @@ impl Worker {
         }
         self.dirty = false;
         if self.paused || self.draining {
+            // Paused says why nothing starts; a guard is checked again on resume.
+            self.set_waiting(None);
             if let Some(js) = &mut self.jobserver {
                 js.settle();
             }
