@@ -132,6 +132,27 @@ fn a_lone_install_gets_every_cpu_and_the_tokens_a_killed_install_held_come_back(
 }
 
 #[test]
+fn an_install_sees_the_jobserver_on_3_and_4_and_no_other_descriptor_of_the_worker() {
+    let mut s = TestSpool::with_config("cpus = 3\n");
+    let fds = s.dir.path().join("fds");
+    fs::create_dir(&fds).unwrap();
+    s.env
+        .push(("SPACK_FAKE_FDS".into(), fds.display().to_string()));
+    s.ok(&["submit", "zlib"]);
+    s.drain();
+    let text = fs::read_to_string(fds.join("zlib.fds")).unwrap();
+    let open: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once(' ')).collect();
+    let numbers: Vec<&str> = open.iter().map(|(n, _)| *n).collect();
+    assert_eq!(numbers, ["0", "1", "2", "3", "4"], "{text}");
+    // One pipe, both ends: the jobserver; stderr the job's log.
+    assert!(
+        open[3].1.starts_with("pipe:[") && open[3].1 == open[4].1,
+        "{text}"
+    );
+    assert!(open[2].1.ends_with("logs/000001-zlib.log"), "{text}");
+}
+
+#[test]
 fn a_second_install_waits_for_a_token_its_make_cannot_have() {
     // Two CPUs, two slots: while the first install's make holds the one token, the
     // second install starts only when the worker can hold that token for it.
