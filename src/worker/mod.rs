@@ -1172,7 +1172,7 @@ impl Worker {
     /// *start*: move pending → running, rewrite, then run Spack.
     fn start_job(&mut self, id: JobId, busy: usize) {
         let Some(mut job) = self.pending.get(&id).cloned() else {
-            return;
+            return self.release(id);
         };
         let name = job.name();
         // Neither step of *start* is fsynced to its directory: a power cut that undoes
