@@ -3,6 +3,7 @@
 //! meanings; `SPACK_INSTALLER_DB_URL` means nothing any more and `config-check` says so.
 
 use crate::error::{Error, Result};
+use crate::executor::budget::{self, Size};
 use crate::time::Span;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -60,6 +61,11 @@ struct ConfigFile {
     spack_setup_script: Option<PathBuf>,
     install_args: Option<Vec<String>>,
     max_parallel: Option<usize>,
+    cpus: Option<usize>,
+    min_free_memory: Option<Size>,
+    min_free_disk: Option<Size>,
+    install_tree: Option<PathBuf>,
+    build_stage: Option<PathBuf>,
     check_interval: Option<Span>,
     heartbeat_interval: Option<Span>,
     max_heartbeat_age: Option<Span>,
@@ -174,6 +180,15 @@ pub struct Config {
     pub spack_setup_script: Setting<PathBuf>,
     pub install_args: Setting<Vec<String>>,
     pub max_parallel: Setting<usize>,
+    /// The CPUs all running installs share (`None`: what the worker may use, see
+    /// [`budget::available_cpus`]).
+    pub cpus: Setting<Option<usize>>,
+    /// Below this MemAvailable, no install starts.
+    pub min_free_memory: Setting<Option<Size>>,
+    /// Below this free space on `install_tree` or `build_stage`, no install starts.
+    pub min_free_disk: Setting<Option<Size>>,
+    pub install_tree: Setting<Option<PathBuf>>,
+    pub build_stage: Setting<Option<PathBuf>>,
     pub check_interval: Setting<Duration>,
     pub heartbeat_interval: Setting<Duration>,
     pub max_heartbeat_age: Setting<Duration>,
@@ -214,6 +229,11 @@ impl Default for Config {
             spack_setup_script: Setting::default(PathBuf::from(DEFAULT_SETUP_SCRIPT)),
             install_args: Setting::default(Vec::new()),
             max_parallel: Setting::default(1),
+            cpus: Setting::default(None),
+            min_free_memory: Setting::default(None),
+            min_free_disk: Setting::default(None),
+            install_tree: Setting::default(None),
+            build_stage: Setting::default(None),
             check_interval: Setting::default(Duration::from_secs(10)),
             heartbeat_interval: Setting::default(Duration::from_secs(30)),
             max_heartbeat_age: Setting::default(Duration::from_secs(60)),
@@ -298,6 +318,18 @@ impl Config {
             self.spack_setup_script.set(v, src());
         }
         if let Some(v) = f.install_args {
+            if let Some(j) = v
+                .iter()
+                .find(|a| *a == "-j" || a.starts_with("--jobs") || a.starts_with("-j"))
+            {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: format!(
+                        "install_args: `{j}`: the worker gives each install its -j from `cpus`; \
+                         remove it and set `cpus = N` for the total instead"
+                    ),
+                });
+            }
             for a in &v {
                 if !a.starts_with('-') {
                     return Err(Error::Config {
@@ -318,6 +350,36 @@ impl Config {
                 });
             }
             self.max_parallel.set(v, src());
+        }
+        if let Some(v) = f.cpus {
+            if v == 0 {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: "cpus must be at least 1 (or left out: the CPUs the worker may use)"
+                        .into(),
+                });
+            }
+            self.cpus.set(Some(v), src());
+        }
+        if let Some(v) = f.min_free_memory {
+            self.min_free_memory.set(Some(v), src());
+        }
+        if let Some(v) = f.install_tree {
+            self.install_tree.set(Some(v), src());
+        }
+        if let Some(v) = f.build_stage {
+            self.build_stage.set(Some(v), src());
+        }
+        if let Some(v) = f.min_free_disk {
+            if self.install_tree.value.is_none() && self.build_stage.value.is_none() {
+                return Err(Error::Config {
+                    path: path.into(),
+                    message: "min_free_disk needs the paths to check: set install_tree \
+                              and/or build_stage (Spack's install_tree root and build_stage)"
+                        .into(),
+                });
+            }
+            self.min_free_disk.set(Some(v), src());
         }
         macro_rules! span {
             ($field:ident) => {
@@ -434,12 +496,32 @@ impl Config {
         timeout.or_else(|| estimate.map(|e| e.mul_f64(self.timeout_multiplier.value)))
     }
 
-    /// Spack's `-j` when installs run in Slurm with `slurm.cpus_per_task`: the build
-    /// uses the CPUs Slurm gave it, not what Spack guesses from the node.
-    pub fn spack_jobs(&self) -> Option<u32> {
+    /// The CPUs the local installs share: `cpus`, else what the worker may use.
+    pub fn cpus(&self) -> usize {
+        self.cpus.value.unwrap_or_else(budget::available_cpus)
+    }
+
+    /// Spack's `-j` for an install that starts while `busy` installs (itself included)
+    /// run or start. In Slurm: `slurm.cpus_per_task` (the CPUs Slurm gave the job, not
+    /// what Spack guesses from the node), else none. Locally: an equal share of `cpus`
+    /// ([`budget::share`]). `install_args` may not hold a `-j` of its own.
+    pub fn spack_jobs(&self, busy: usize) -> Option<u32> {
         match self.executor.value {
             ExecutorKind::Slurm => self.slurm.value.cpus_per_task,
-            ExecutorKind::Local => None,
+            ExecutorKind::Local => Some(budget::share(self.cpus(), busy) as u32),
+        }
+    }
+
+    /// The memory and disk guards, as set.
+    pub fn guards(&self) -> budget::Guards {
+        budget::Guards {
+            min_free_memory: self.min_free_memory.value,
+            min_free_disk: self.min_free_disk.value,
+            disk_paths: [&self.install_tree.value, &self.build_stage.value]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
         }
     }
 
@@ -541,12 +623,50 @@ mod tests {
         assert_eq!(c.slurm.value.partition.as_deref(), Some("build"));
         assert_eq!(c.slurm.value.time_limit, Duration::from_secs(7200));
         assert_eq!(c.slurm.value.max_jobs, 10);
-        assert_eq!(c.spack_jobs(), Some(8));
+        assert_eq!(c.spack_jobs(1), Some(8));
+        assert_eq!(c.spack_jobs(4), Some(8), "Slurm's -j is the job's own CPUs");
         std::fs::write(&f, "[slurm]\nmax_jobs = 0\n").unwrap();
         assert!(Config::load_with_env(Some(&f), |_| None).is_err());
         std::fs::write(&f, "[slurm]\nparition = \"x\"\n").unwrap();
         assert!(Config::load_with_env(Some(&f), |_| None).is_err());
-        assert_eq!(Config::default().spack_jobs(), None);
+        let mut slurm = Config::default();
+        slurm.executor.value = ExecutorKind::Slurm;
+        assert_eq!(slurm.spack_jobs(1), None);
+    }
+
+    #[test]
+    fn the_cpu_budget_and_guards() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "cpus = 64
+min_free_memory = \"8G\"
+min_free_disk = \"20G\"
+build_stage = \"/tmp\"
+",
+        )
+        .unwrap();
+        let c = Config::load_with_env(Some(&f), |_| None).unwrap();
+        assert_eq!(c.cpus(), 64);
+        assert_eq!(c.spack_jobs(1), Some(64), "a lone install gets every CPU");
+        assert_eq!(c.spack_jobs(4), Some(16));
+        assert_eq!(c.spack_jobs(100), Some(1));
+        let g = c.guards();
+        assert_eq!(g.min_free_memory, Some(Size(8 << 30)));
+        assert_eq!(g.disk_paths, vec![PathBuf::from("/tmp")]);
+        assert_eq!(Config::default().cpus(), budget::available_cpus());
+        for (bad, says) in [
+            ("cpus = 0\n", "at least 1"),
+            ("min_free_disk = \"1G\"\n", "install_tree"),
+            ("min_free_memory = \"lots\"\n", "not a size"),
+            ("install_args = [\"-j8\"]\n", "cpus = N"),
+            ("install_args = [\"--jobs=8\"]\n", "cpus = N"),
+        ] {
+            std::fs::write(&f, bad).unwrap();
+            let e = Config::load_with_env(Some(&f), |_| None).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

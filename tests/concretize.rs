@@ -86,7 +86,7 @@ fn the_install_runs_the_concrete_spec_that_was_checked() {
     s.ok(&["submit", "hdf5 +mpi"]);
     s.drain();
     assert_eq!(s.ls("done"), vec!["000001-hdf5.toml"]);
-    let installs = s.installs();
+    let installs = s.installs_without_jobs();
     let file = s.path("concrete/000001-hdf5.json");
     assert_eq!(
         installs,
@@ -181,7 +181,11 @@ fn the_same_dag_spelled_twice_is_built_once_and_both_jobs_end_done() {
         "{linked}"
     );
     let file = |n: &str| s.path(&format!("concrete/{n}.json")).display().to_string();
-    let installed: Vec<String> = s.installs().iter().map(|a| a[3].clone()).collect();
+    let installed: Vec<String> = s
+        .installs_without_jobs()
+        .iter()
+        .map(|a| a[3].clone())
+        .collect();
     assert_eq!(
         installed,
         vec![file("000001-gcc"), file("000002-hdf5")],
@@ -218,7 +222,7 @@ fn a_changed_spack_configuration_sends_the_spec_not_the_old_concrete_spec() {
     s.ok(&["worker", "stop"]);
     w.wait(Duration::from_secs(20));
     assert_eq!(
-        s.installs(),
+        s.installs_without_jobs(),
         vec![vec![
             "install".to_string(),
             "--fail-fast".into(),
@@ -238,7 +242,7 @@ fn in_background_mode_a_ready_job_does_not_wait_for_spack_to_answer() {
         s.ls("done").len() == 1
     });
     assert_eq!(
-        s.installs(),
+        s.installs_without_jobs(),
         vec![vec![
             "install".to_string(),
             "--fail-fast".into(),

@@ -21,7 +21,7 @@ fn submit_then_worker_installs_into_done_with_log() {
     );
     // The spec reached Spack as ONE argument, after the configured install_args.
     assert_eq!(
-        s.installs(),
+        s.installs_without_jobs(),
         vec![vec!["install", "--fail-fast", "hdf5@1.14 +mpi ^openmpi"]]
     );
     let rec = s.read("done/000001-hdf5.toml");

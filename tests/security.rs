@@ -310,7 +310,11 @@ fn bob_cannot_cancel_move_delete_or_edit_alices_job_at_any_stage() {
     s.sh_denied(&u.bob, &format!("rm -f {d}"));
     s.sh_denied(&u.bob, &format!("echo x >> {d}"));
     s.sh_denied(&u.bob, "rm -f \"$S/cancelled/000001-zlib.toml\"");
-    let installs = s.installs();
+    let installs: Vec<Vec<String>> = s
+        .installs()
+        .into_iter()
+        .map(support::without_jobs)
+        .collect();
     assert_eq!(
         installs.last().unwrap(),
         &vec!["install", "--fail-fast", "zlib@1.3.1 ~shared"],
@@ -1018,6 +1022,8 @@ fn an_outsider_is_told_the_spools_own_group() {
         said.contains("usermod -aG sitest-builders mallory"),
         "{said}"
     );
+}
+
 #[test]
 fn bob_cannot_smuggle_flags_dev_path_files_or_a_second_spec_past_the_spec_grammar() {
     if !root_or_skip(

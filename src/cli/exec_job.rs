@@ -47,6 +47,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         env: clean_env(&allow, (JOB_MARKER_ENV, ctx.spool.job_marker(&name))),
         attempt: job.state.attempts,
         timeout: None,
+        jobserver: None,
     };
     let (tx, rx) = mpsc::channel();
     // scancel signals every process of the job; we stay to write the exit file, and

@@ -44,6 +44,8 @@ pub struct WorkerView {
     pub mode: Option<String>,
     pub running: Vec<String>,
     pub dry_run: bool,
+    /// Why no install starts now (a memory or disk guard), while the worker runs.
+    pub waiting: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +108,7 @@ pub fn worker_view(ctx: &Ctx, now: Timestamp) -> WorkerView {
             mode: None,
             running: vec![],
             dry_run: false,
+            waiting: None,
         },
         Some(w) => WorkerView {
             state: w.liveness(now, max_age),
@@ -115,6 +118,10 @@ pub fn worker_view(ctx: &Ctx, now: Timestamp) -> WorkerView {
             mode: Some(format!("{:?}", w.state).to_lowercase()),
             running: w.running.clone(),
             dry_run: w.dry_run,
+            waiting: w
+                .waiting
+                .clone()
+                .filter(|_| w.liveness(now, max_age) != Liveness::NotRunning),
         },
     }
 }
@@ -263,6 +270,9 @@ fn print_human(v: &StatusView, verbose: bool) {
         }
     };
     println!("{worker_line}");
+    if let Some(why) = &w.waiting {
+        println!("queue: WAITING, {}", why);
+    }
     if let Some(p) = &v.paused {
         println!(
             "queue: PAUSED by {} at {}{}",

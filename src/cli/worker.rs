@@ -327,6 +327,8 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
         "running": status.as_ref().map(|(w, _)| w.running.clone()).unwrap_or_default(),
         "dry_run": status.as_ref().is_some_and(|(w, _)| w.dry_run),
         "max_parallel": status.as_ref().map(|(w, _)| w.max_parallel),
+        "cpus": status.as_ref().and_then(|(w, _)| w.cpus),
+        "waiting": status.as_ref().and_then(|(w, _)| w.waiting.clone()),
         "version": status.as_ref().map(|(w, _)| w.version.clone()),
         "counts": counts,
         "in_slurm": in_slurm,
@@ -373,6 +375,12 @@ fn info(ctx: &Ctx, a: InfoArgs) -> Result<i32> {
                 w.max_parallel,
                 if w.dry_run { " (dry run)" } else { "" }
             );
+            if let Some(n) = w.cpus {
+                println!("cpus:        {n} (one jobserver for all installs)");
+            }
+            if let Some(why) = &w.waiting {
+                println!("waiting:     {}", why);
+            }
             println!("version:     {}", w.version);
         }
     }

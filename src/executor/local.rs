@@ -3,69 +3,26 @@
 //! whole build can be signalled at once, and with `PR_SET_PDEATHSIG` = SIGKILL so it dies
 //! with the worker. The death signal fires when the *thread* that forked exits, so the
 //! worker must start installs from its main thread, which lives as long as the process.
-//!
-//! Spack gets descriptors 0, 1 and 2 and nothing else: every descriptor above 2 is closed
-//! in the child before exec, whatever its close-on-exec flag (the worker may have
-//! inherited some from whoever started it, and a library may open one without the flag).
-//! The job marker is an environment variable, so it needs none. A descriptor Spack must
-//! inherit on purpose (a GNU make jobserver's pipe, say) goes in [`kept_fds`], the one
-//! place that decides.
+//! Spack gets descriptors 0, 1 and 2, and the worker's make jobserver moved to 3 and 4
+//! when it has one ([`keep_fds`], the one place that decides), and nothing else: every
+//! other descriptor is marked close-on-exec in the child, whatever its flag was (the
+//! worker may have inherited some from whoever started it, and a library may open one
+//! without the flag). They are marked rather than closed because the standard library
+//! reports a failed exec through one of them. The job marker is an environment variable,
+//! so it needs none.
 
+use super::budget::{CHILD_READ_FD, CHILD_WRITE_FD};
 use super::{Executor, Exit, Handle, Launch, OnExit};
 use crate::error::{IoContext, Result};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::{Pid, getppid};
 use std::fs::OpenOptions;
-use std::os::fd::RawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 
 #[derive(Debug, Default)]
 pub struct LocalExecutor;
-
-/// Descriptors above 2 that the install inherits on purpose, sorted. None today: the seam
-/// for a jobserver pipe shared with Spack's builds.
-fn kept_fds(_launch: &Launch) -> Vec<RawFd> {
-    Vec::new()
-}
-
-/// Close every descriptor above 2 but those in `keep` (sorted), and clear close-on-exec
-/// on those. Runs between fork and exec: system calls only, no allocation.
-fn close_fds_above_2(keep: &[RawFd], max_fd: RawFd) {
-    let mut from: RawFd = 3;
-    for &k in keep {
-        if k >= from {
-            close_between(from, k - 1, max_fd);
-            // SAFETY: fcntl on a descriptor number; a bad one just fails.
-            unsafe { nix::libc::fcntl(k, nix::libc::F_SETFD, 0) };
-            from = k + 1;
-        }
-    }
-    close_between(from, RawFd::MAX, max_fd);
-}
-
-fn close_between(first: RawFd, last: RawFd, max_fd: RawFd) {
-    if first > last {
-        return;
-    }
-    // SAFETY: close_range(2) only closes descriptors of this (forked) process.
-    let r = unsafe {
-        nix::libc::syscall(
-            nix::libc::SYS_close_range,
-            first as nix::libc::c_uint,
-            last as nix::libc::c_uint,
-            0 as nix::libc::c_uint,
-        )
-    };
-    if r != 0 {
-        // Before Linux 5.9: one close(2) per possible descriptor.
-        for fd in first..=last.min(max_fd) {
-            // SAFETY: as above; closing a descriptor that is not open fails harmlessly.
-            unsafe { nix::libc::close(fd) };
-        }
-    }
-}
 
 impl Executor for LocalExecutor {
     fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle> {
@@ -77,13 +34,8 @@ impl Executor for LocalExecutor {
             .at("open the log", &launch.log)?;
         let err = log.try_clone().at("open the log", &launch.log)?;
         let parent = std::process::id() as i32;
-        let keep = kept_fds(launch);
-        // The bound for kernels without close_range(2), read before fork.
-        // SAFETY: sysconf has no preconditions.
-        let max_fd = match unsafe { nix::libc::sysconf(nix::libc::_SC_OPEN_MAX) } {
-            n if n > 0 => n.min(1 << 20) as RawFd,
-            _ => 1024,
-        };
+        let jobserver = launch.jobserver;
+        let first_closed = 3 + keep_fds(launch).len() as i32;
         let mut cmd = Command::new(&launch.argv[0]);
         cmd.args(&launch.argv[1..])
             .env_clear()
@@ -92,8 +44,8 @@ impl Executor for LocalExecutor {
             .stdout(log)
             .stderr(err)
             .process_group(0);
-        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit, close_range, close,
-        // fcntl) between fork and exec; `keep` was allocated before fork and is only read.
+        // SAFETY: only async-signal-safe calls (prctl, getppid, dup2, syscall, fcntl,
+        // _exit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
@@ -101,7 +53,16 @@ impl Executor for LocalExecutor {
                 if getppid().as_raw() != parent {
                     nix::libc::_exit(1);
                 }
-                close_fds_above_2(&keep, max_fd);
+                if let Some((r, w)) = jobserver {
+                    // The pipe's own descriptors are above 9, so neither is overwritten;
+                    // dup2's copies are not close-on-exec.
+                    if nix::libc::dup2(r, CHILD_READ_FD) < 0
+                        || nix::libc::dup2(w, CHILD_WRITE_FD) < 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                close_on_exec_from(first_closed);
                 Ok(())
             });
         }
@@ -141,4 +102,48 @@ impl Executor for LocalExecutor {
     fn kind(&self) -> &'static str {
         "local"
     }
+}
+
+/// The descriptors an install inherits beyond stdin, stdout and stderr, from 3 upwards:
+/// the jobserver's read and write ends when the launch has one. Spack reads them from
+/// `MAKEFLAGS` and passes them to every make it runs; anything else the worker has open
+/// (the spool lock, logs, inotify) is none of the build's business.
+pub fn keep_fds(launch: &Launch) -> &'static [i32] {
+    if launch.jobserver.is_some() {
+        &[CHILD_READ_FD, CHILD_WRITE_FD]
+    } else {
+        &[]
+    }
+}
+
+/// Mark every descriptor from `first` on close-on-exec (not closed at once: the standard
+/// library reports a failed exec through one of them). Async-signal-safe.
+fn close_on_exec_from(first: i32) {
+    const CLOSE_RANGE_CLOEXEC: nix::libc::c_uint = 1 << 2;
+    // SAFETY: close_range and fcntl only change descriptor flags.
+    unsafe {
+        if nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            first as nix::libc::c_uint,
+            nix::libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        // Kernels before 5.11: one by one, up to the descriptor limit.
+        let max = nix::libc::sysconf(nix::libc::_SC_OPEN_MAX).clamp(1024, 65536) as i32;
+        for fd in first..max {
+            nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// The environment of an install that joins the jobserver: its `MAKEFLAGS`, in place of
+/// any the allow-list let through (one naming descriptors the child lacks makes Spack fail).
+pub fn with_makeflags(mut env: Vec<(String, String)>, makeflags: String) -> Vec<(String, String)> {
+    env.retain(|(k, _)| k != "MAKEFLAGS" && k != "MFLAGS");
+    env.push(("MAKEFLAGS".into(), makeflags));
+    env.sort();
+    env
 }

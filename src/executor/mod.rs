@@ -6,6 +6,7 @@
 //! outlive the worker, so the trait also re-attaches to them and tracks them once per
 //! interval (default methods: local executors need neither).
 
+pub mod budget;
 pub mod dry_run;
 pub mod local;
 pub mod progress;
@@ -32,6 +33,9 @@ pub struct Launch {
     pub attempt: u32,
     /// The job's timeout, for executors that enforce it themselves.
     pub timeout: Option<Duration>,
+    /// The worker's jobserver pipe (read, write), passed on as descriptors 3 and 4
+    /// (`budget::CHILD_READ_FD`, `CHILD_WRITE_FD`); `env` then holds its `MAKEFLAGS`.
+    pub jobserver: Option<(i32, i32)>,
 }
 
 /// How an install ended.

@@ -44,6 +44,12 @@ pub struct WorkerStatus {
     /// read from a spool.
     #[serde(skip)]
     pub holder: Option<Holder>,
+    /// The CPUs local installs share (their jobserver's size).
+    #[serde(default)]
+    pub cpus: Option<usize>,
+    /// Why no install starts now although some could (a memory or disk guard).
+    #[serde(default)]
+    pub waiting: Option<String>,
 }
 
 /// What a reader concludes about the worker.

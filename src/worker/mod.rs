@@ -7,6 +7,10 @@
 //! events, signals, install exits); other threads only send. The loop sleeps in
 //! `recv_timeout` until the next event or deadline: no polling on the hot path. It must
 //! never start an install from another thread (see `executor::local` on PDEATHSIG).
+//!
+//! Local installs share one build budget (`executor::budget`): each gets a `-j` share of
+//! `cpus` and joins the worker's jobserver, and none starts while free memory or disk is
+//! below its guard (the reason is in `worker.toml`; it is checked again at every wake-up).
 
 pub mod concretize;
 pub mod notify;
@@ -17,9 +21,12 @@ pub mod watch;
 use crate::config::ExecutorKind;
 use crate::config::{Config, DependencyFailure};
 use crate::error::{Error, IoContext, Result};
+use crate::executor::budget::{self, Jobserver};
 use crate::executor::{
-    Executor, Exit, Handle, Launch, Reattach, clean_env, dry_run::DryRunExecutor,
-    local::LocalExecutor, slurm::SlurmExecutor,
+    Executor, Exit, Handle, Launch, Reattach, clean_env,
+    dry_run::DryRunExecutor,
+    local::{LocalExecutor, with_makeflags},
+    slurm::SlurmExecutor,
 };
 use crate::identity;
 use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
@@ -66,6 +73,8 @@ pub enum Event {
         id: JobId,
         found: concretize::Found,
     },
+    /// The jobserver has a token for the install that waited for one.
+    Token,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -176,6 +185,14 @@ pub struct Worker {
     spool_gid: u32,
     /// The concretization stage's lanes (`concretize`).
     lanes: concretize::Lanes,
+    /// The CPU budget of local installs (none for dry runs and Slurm).
+    jobserver: Option<Jobserver>,
+    /// Installs the jobserver counts (released once each, at their end).
+    admitted: HashSet<JobId>,
+    /// Why no install may start now (a memory or disk guard), for `worker.toml`.
+    waiting: Option<String>,
+    /// The kernel's OOM kill count when each install started.
+    oom_base: HashMap<JobId, u64>,
 }
 
 impl Worker {
@@ -224,6 +241,17 @@ impl Worker {
         signals::forward(tx.clone()).at("install signal handlers for", spool.root())?;
         let executor = choose_executor(&spool, &cfg, &opts)?;
         let spack = resolve_spack(&cfg, opts.dry_run)?;
+        let jobserver = if opts.dry_run || cfg.executor.value != ExecutorKind::Local {
+            None
+        } else {
+            let wake = tx.clone();
+            Some(
+                Jobserver::new(cfg.cpus(), move || {
+                    let _ = wake.send(Event::Token);
+                })
+                .at("create the jobserver pipe for", spool.root())?,
+            )
+        };
         let now = Instant::now();
         let mut w = Worker {
             spool,
@@ -261,6 +289,10 @@ impl Worker {
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
             lanes: concretize::Lanes::new(),
+            jobserver,
+            admitted: HashSet::new(),
+            waiting: None,
+            oom_base: HashMap::new(),
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -287,6 +319,7 @@ impl Worker {
             executor = w.executor.kind(),
             spack = %w.spack,
             max_parallel = w.cfg.max_parallel.value,
+            cpus = w.jobserver.as_ref().map(Jobserver::cpus),
             "worker started"
         );
         Ok(w)
@@ -321,6 +354,7 @@ impl Worker {
                     Event::Signal(s) => self.on_signal(s),
                     Event::Exited { id, exit } => self.on_exit(id, exit),
                     Event::Concretized { id, found } => self.on_concretized(id, found),
+                    Event::Token => self.dirty = true,
                 }
             }
             let now = Instant::now();
@@ -358,6 +392,10 @@ impl Worker {
                 self.intake(names);
             }
             self.enforce_deadlines();
+            // A guard is checked again at every wake-up (events, rescans, heartbeats).
+            if self.waiting.is_some() {
+                self.dirty = true;
+            }
             if now
                 >= self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value)
                 || self.status_due.is_some_and(|t| now >= t)
@@ -996,6 +1034,11 @@ impl Worker {
         }
         self.dirty = false;
         if self.paused || self.draining {
+            // Paused says why nothing starts; a guard is checked again on resume.
+            self.set_waiting(None);
+            if let Some(js) = &mut self.jobserver {
+                js.settle();
+            }
             // Still fail doomed jobs: waiting cannot save them.
             if self.plan_cache.is_none() {
                 self.plan_afresh();
@@ -1011,18 +1054,71 @@ impl Worker {
             self.plan_afresh();
         }
         let free = self.slots().saturating_sub(self.running.len());
-        let mut starts = Vec::new();
+        let mut starts = VecDeque::new();
         if let Some(c) = &mut self.plan_cache {
             while starts.len() < free
                 && let Some(id) = c.ready.pop_front()
             {
                 if self.pending.contains_key(&id) {
-                    starts.push(id);
+                    starts.push_back(id);
                 }
             }
         }
-        for id in starts {
-            self.start_job(id);
+        if starts.is_empty() {
+            self.set_waiting(None);
+            if let Some(js) = &mut self.jobserver {
+                js.settle();
+            }
+            return;
+        }
+        let why = self.cfg.guards().why_wait();
+        if why.is_some() {
+            self.unstart(starts);
+            return self.set_waiting(why);
+        }
+        self.set_waiting(None);
+        while let Some(id) = starts.front().copied() {
+            // Each install but the first needs a token; the helper thread's `Token`
+            // event makes the worker try again.
+            if let Some(js) = &mut self.jobserver
+                && !js.admit()
+            {
+                break;
+            }
+            starts.pop_front();
+            if self.jobserver.is_some() {
+                self.admitted.insert(id);
+            }
+            let busy = self.running.len() + 1 + starts.len();
+            self.start_job(id, busy);
+        }
+        if starts.is_empty() {
+            if let Some(js) = &mut self.jobserver {
+                js.settle();
+            }
+        } else {
+            self.unstart(starts);
+        }
+    }
+
+    /// Put jobs taken from the plan back at its front, in order, for the next try.
+    fn unstart(&mut self, ids: VecDeque<JobId>) {
+        if let Some(c) = &mut self.plan_cache {
+            for id in ids.into_iter().rev() {
+                c.ready.push_front(id);
+            }
+        }
+    }
+
+    fn set_waiting(&mut self, why: Option<String>) {
+        if self.waiting != why {
+            match &why {
+                Some(w) => tracing::warn!("no install starts: {w}"),
+                None if self.waiting.is_some() => tracing::info!("installs may start again"),
+                None => {}
+            }
+            self.waiting = why;
+            self.status_changed();
         }
     }
 
@@ -1087,9 +1183,14 @@ impl Worker {
         }
     }
 
-    fn argv(&self, job: &Job) -> Vec<String> {
+    /// `busy`: how many installs run or start now, this one included (for its `-j`).
+    fn argv(&self, job: &Job, busy: usize) -> Vec<String> {
         let mut argv = vec![self.spack.clone(), "install".to_string()];
-        if let Some(j) = self.cfg.spack_jobs().filter(|_| !self.opts.dry_run) {
+        let jobs = match &self.jobserver {
+            Some(js) => Some(budget::share(js.cpus(), busy) as u32),
+            None => self.cfg.spack_jobs(busy),
+        };
+        if let Some(j) = jobs.filter(|_| !self.opts.dry_run) {
             argv.extend(["-j".to_string(), j.to_string()]);
         }
         argv.extend(self.cfg.install_args.value.iter().cloned());
@@ -1102,9 +1203,9 @@ impl Worker {
     }
 
     /// *start*: move pending → running, rewrite, then run Spack.
-    fn start_job(&mut self, id: JobId) {
+    fn start_job(&mut self, id: JobId, busy: usize) {
         let Some(mut job) = self.pending.get(&id).cloned() else {
-            return;
+            return self.release(id);
         };
         let name = job.name();
         // Neither step of *start* is fsynced to its directory: a power cut that undoes
@@ -1112,6 +1213,7 @@ impl Worker {
         if let Err(e) = move_job_as(&self.spool, &name, Dir::Pending, Dir::Running, Content) {
             // Gone (an admin moved it) or an I/O error: reread the directory later.
             self.pending.remove(&id);
+            self.release(id);
             return self.io_error(e);
         }
         self.pending.remove(&id);
@@ -1121,7 +1223,7 @@ impl Worker {
         job.state.since = now;
         job.state.attempts += 1;
         job.state.started_at = Some(now);
-        job.state.argv = self.argv(&job);
+        job.state.argv = self.argv(&job, busy);
         job.state.log = Some(Spool::log_rel(&name));
         // Before sbatch: a crash before its job ID is written is then found by name.
         job.state.slurm = self.executor.mark();
@@ -1130,6 +1232,7 @@ impl Worker {
             let mut r = recovery::Recovered::default();
             let _ = recovery::resolve_running(&self.spool, &name, &mut r);
             let _ = self.reload_pending();
+            self.release(id);
             return self.io_error(e);
         }
         let log = self.spool.log_path(&name);
@@ -1143,7 +1246,19 @@ impl Worker {
             ),
             attempt: job.state.attempts,
             timeout: None,
+            jobserver: None,
         };
+        let launch = match &self.jobserver {
+            Some(js) => Launch {
+                env: with_makeflags(launch.env, js.makeflags()),
+                jobserver: Some(js.fds()),
+                ..launch
+            },
+            None => launch,
+        };
+        if let Some(n) = budget::oom_kills() {
+            self.oom_base.insert(id, n);
+        }
         append_log(
             &log,
             &format!(
@@ -1226,6 +1341,8 @@ impl Worker {
         let Some(r) = self.running.remove(&id) else {
             return;
         };
+        self.release(id);
+        let oom_base = self.oom_base.remove(&id);
         // A slot is free. The last plan still holds unless a pending job cares how this
         // one ended.
         self.dirty = true;
@@ -1261,12 +1378,24 @@ impl Worker {
                 ),
             ),
             (_, e) if e.success() => (State::Done, "installed".to_string()),
-            (_, Exit::Code(c)) => (
-                State::Failed,
-                match last_error_line(&log) {
+            (_, Exit::Code(c)) => {
+                let why = match last_error_line(&log) {
                     Some(line) => format!("spack exited with code {c}: {line}"),
                     None => format!("spack exited with code {c}"),
-                },
+                };
+                (
+                    State::Failed,
+                    budget::oom_reason(exit, oom_base, budget::oom_kills(), why),
+                )
+            }
+            (_, Exit::Signal(9)) => (
+                State::Failed,
+                budget::oom_reason(
+                    exit,
+                    oom_base,
+                    budget::oom_kills(),
+                    "spack was killed by signal 9".into(),
+                ),
             ),
             (_, Exit::Signal(s)) => (State::Failed, format!("spack was killed by signal {s}")),
             (_, Exit::Cluster { code, why }) => (State::Failed, format!("{why}; exit code {code}")),
@@ -1325,6 +1454,16 @@ impl Worker {
             }
         }
         self.status_changed();
+    }
+
+    /// The install `id` no longer runs: its jobserver token goes back (once).
+    fn release(&mut self, id: JobId) {
+        if self.admitted.remove(&id)
+            && let Some(js) = &mut self.jobserver
+            && let Err(e) = js.release()
+        {
+            tracing::error!("cannot renew the jobserver pipe: {e}");
+        }
     }
 
     fn remember_finished(&mut self, name: &JobName) {
@@ -1433,6 +1572,11 @@ impl Worker {
                             "`executor` or `[slurm]` changed: that takes effect when the worker restarts"
                         );
                     }
+                    if cfg.cpus.value != self.cfg.cpus.value {
+                        tracing::warn!(
+                            "`cpus` changed: the jobserver keeps its size until the worker restarts"
+                        );
+                    }
                     self.cfg = cfg;
                     self.changed();
                     match resolve_spack(&self.cfg, self.opts.dry_run) {
@@ -1502,6 +1646,8 @@ impl Worker {
             max_parallel: self.cfg.max_parallel.value,
             version: env!("CARGO_PKG_VERSION").to_string(),
             holder: None,
+            cpus: self.jobserver.as_ref().map(Jobserver::cpus),
+            waiting: self.waiting.clone(),
         };
         let text = toml::to_string(&st).expect("status serializes");
         if let Err(e) = transition::replace(

@@ -28,6 +28,18 @@ pub fn root_or_skip(test: &str, why: &str) -> bool {
     false
 }
 
+/// An install's argv without the `-j N` the worker adds to each local install (its
+/// share of `cpus`, which depends on the machine): checked to be there, after `install`,
+/// with N at least 1.
+pub fn without_jobs(mut argv: Vec<String>) -> Vec<String> {
+    assert!(
+        argv.len() > 3 && argv[1] == "-j" && argv[2].parse::<u32>().is_ok_and(|n| n >= 1),
+        "no -j N after install: {argv:?}"
+    );
+    argv.drain(1..3);
+    argv
+}
+
 /// Wait until `cond` holds, checking every 20 ms, for at most `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + limit;
@@ -206,6 +218,11 @@ impl TestSpool {
             .map(|l| l.split('\x1f').map(String::from).collect::<Vec<_>>())
             .filter(|a| a[0] == command)
             .collect()
+    }
+
+    /// Every install's argv without the `-j N` the worker adds (see [`without_jobs`]).
+    pub fn installs_without_jobs(&self) -> Vec<Vec<String>> {
+        self.installs().into_iter().map(without_jobs).collect()
     }
 
     /// The package of each install, in order.

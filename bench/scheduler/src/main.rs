@@ -13,8 +13,11 @@
 //! - **ours**: `spack_installer::scheduler::plan` and `Plan::to_start`, as the worker
 //!   calls them.
 //!
-//! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`.
+//! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`;
+//! `-- --cores` runs the CPU-budget simulation of [`cores`] instead.
 //! It prints the Markdown tables of BENCHMARKS-scheduler.md.
+
+mod cores;
 
 use spack_installer::job::{JobId, Priority};
 use spack_installer::scheduler::{self, PendingJob, Policy, QueueState, RunningJob};
@@ -597,6 +600,10 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--overdue-hours") {
         policy.overdue_after =
             Duration::from_secs(args[i + 1].parse::<u64>().expect("hours") * 3600);
+    }
+    if args.iter().any(|a| a == "--cores") {
+        cores::run(seed);
+        return;
     }
     if args.iter().any(|a| a == "--rank-only") {
         rank_10k(&mut Rng(seed), &policy);
