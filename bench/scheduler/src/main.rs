@@ -16,6 +16,8 @@
 //! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`.
 //! It prints the Markdown tables of BENCHMARKS-scheduler.md.
 
+mod dag;
+
 use spack_installer::job::{JobId, Priority};
 use spack_installer::scheduler::{self, PendingJob, Policy, QueueState, RunningJob};
 use spack_installer::time::Timestamp;
@@ -597,6 +599,10 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--overdue-hours") {
         policy.overdue_after =
             Duration::from_secs(args[i + 1].parse::<u64>().expect("hours") * 3600);
+    }
+    if args.iter().any(|a| a == "--dag") {
+        dag::run(seed, &policy);
+        return;
     }
     if args.iter().any(|a| a == "--rank-only") {
         rank_10k(&mut Rng(seed), &policy);
