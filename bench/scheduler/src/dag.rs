@@ -1083,3 +1083,118 @@ pub fn run(seed: u64, policy: &Policy) {
         println!("{n}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(u: &mut Universe, text: &str, root: &'static str, mpi: Mpi, at: u64) -> Request {
+        Request {
+            user: 0,
+            arrival: at,
+            priority: Priority::Medium,
+            text: text.to_string(),
+            package: root.to_string(),
+            dag: u.dag(root, mpi),
+            deps: vec![],
+            concretize: 6,
+        }
+    }
+
+    #[test]
+    fn one_dag_per_root_and_mpi_choice_with_shared_nodes_below() {
+        let mut u = Universe::new(1);
+        let h5py = u.dag("py-h5py", Mpi::Openmpi).unwrap();
+        let hdf5 = u.dag("hdf5", Mpi::Openmpi).unwrap();
+        let serial = u.dag("hdf5", Mpi::Off).unwrap();
+        let mpich = u.dag("hdf5", Mpi::Mpich).unwrap();
+        let root = |d: &Vec<usize>| u.key[*d.last().unwrap()].clone();
+        assert_eq!(root(&hdf5), "hdf5^openmpi");
+        assert_eq!(root(&serial), "hdf5");
+        assert_eq!(root(&mpich), "hdf5^mpich");
+        assert!(
+            h5py.contains(hdf5.last().unwrap()),
+            "py-h5py builds on hdf5"
+        );
+        let zlib = u.by_key["zlib-ng"];
+        assert!(hdf5.contains(&zlib) && serial.contains(&zlib) && mpich.contains(&zlib));
+        assert_eq!(u.dag("petsc", Mpi::Off), None, "petsc needs MPI");
+        // Index order is topological: every dependency comes before its dependent.
+        for (n, ds) in u.deps.iter().enumerate() {
+            assert!(ds.iter().all(|&d| d < n), "{}", u.key[n]);
+        }
+    }
+
+    #[test]
+    fn the_same_dag_spelled_twice_is_installed_once() {
+        let mut u = Universe::new(2);
+        let reqs = vec![
+            request(&mut u, "hdf5", "hdf5", Mpi::Openmpi, 0),
+            request(&mut u, "hdf5 +mpi ^openmpi", "hdf5", Mpi::Openmpi, 1),
+        ];
+        let policy = Policy::default();
+        let (today, today_done) = simulate(&u, &reqs, Mode::Today, 4, &policy);
+        assert_eq!(today.installs, 2, "different texts: two installs today");
+        // One package: the scheduler runs them one after the other.
+        assert!(today_done[1] > today_done[0], "{today_done:?}");
+        assert_eq!(today.node_builds, today.unique_nodes);
+        let (dag, dag_done) = simulate(&u, &reqs, Mode::Dag, 4, &policy);
+        assert_eq!(dag.installs, 1);
+        assert_eq!(dag.linked, 1);
+        assert_eq!(dag.lock_wait, 0.0);
+        assert_eq!(dag.node_builds, dag.unique_nodes);
+        assert_eq!(
+            dag_done[0], dag_done[1],
+            "the linked job ends with the first"
+        );
+        // Nothing to build twice: the first job's time is the whole DAG's either way,
+        // less today's concretization in the slot, plus the lane's.
+        assert!(
+            dag_done[0] <= today_done[0] + 2,
+            "{dag_done:?} vs {today_done:?}"
+        );
+    }
+
+    #[test]
+    fn jobs_sharing_a_node_to_build_wait_on_a_lock_today_and_not_with_the_dag() {
+        let mut u = Universe::new(4);
+        let reqs = vec![
+            request(&mut u, "py-scipy", "py-scipy", Mpi::Openmpi, 0),
+            request(&mut u, "py-h5py~mpi", "py-h5py", Mpi::Off, 0),
+        ];
+        let policy = Policy::default();
+        let (today, _) = simulate(&u, &reqs, Mode::Today, 2, &policy);
+        assert!(today.lock_wait > 0.0, "both need python, py-numpy, ...");
+        assert_eq!(today.node_builds, today.unique_nodes);
+        let (dag, _) = simulate(&u, &reqs, Mode::Dag, 2, &policy);
+        assert_eq!(dag.lock_wait, 0.0);
+        assert_eq!(dag.node_builds, dag.unique_nodes);
+        let (shared, _) = simulate(&u, &reqs, Mode::DagShared, 2, &policy);
+        assert!(shared.lock_wait > 0.0);
+    }
+
+    #[test]
+    fn a_job_waits_for_the_job_whose_root_is_in_its_dag_and_refusals_are_at_once() {
+        let mut u = Universe::new(3);
+        let reqs = vec![
+            request(&mut u, "py-h5py", "py-h5py", Mpi::Openmpi, 0),
+            request(&mut u, "hdf5", "hdf5", Mpi::Openmpi, 0),
+            Request {
+                dag: None,
+                ..request(&mut u, "hdf", "hdf5", Mpi::Openmpi, 0)
+            },
+        ];
+        let policy = Policy::default();
+        let (out, done) = simulate(&u, &reqs, Mode::Dag, 2, &policy);
+        assert_eq!(out.installs, 2);
+        assert_eq!(out.lock_wait, 0.0);
+        assert!(done[1] < done[0], "hdf5 first: {done:?}");
+        assert_eq!(done[2], 18, "third in the lane, 6 s each: {done:?}");
+        let (today, today_done) = simulate(&u, &reqs, Mode::Today, 2, &policy);
+        assert_eq!(today.installs, 3);
+        assert!(
+            today_done[2] > 18,
+            "today a refusal waits for a slot: {today_done:?}"
+        );
+    }
+}
