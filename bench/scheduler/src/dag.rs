@@ -1064,14 +1064,22 @@ pub fn run(seed: u64, policy: &Policy) {
                 (sums[m].weighted_completion / sums[0].weighted_completion - 1.0) * 100.0
             };
             let worst = gains.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let variants = if slots == 1 {
+                format!("no DAG order {:+.1}%", rel(4))
+            } else {
+                format!(
+                    "sharing only into an idle slot {:+.1}%, sharing allowed {:+.1}%, no DAG order {:+.1}%",
+                    rel(2),
+                    rel(3),
+                    rel(4)
+                )
+            };
             notes.push(format!(
-                "- {}, {slots} slot(s): weighted completion dag-aware {:+.1}% vs today (least favourable seed {:+.1}%), sharing only into an idle slot {:+.1}%, sharing allowed {:+.1}%, no DAG order {:+.1}%; dag-aware ended {} jobs at once as installed and linked {} to a job with the same DAG; today's `submit` refused {} as the same text.",
+                "- {}, {slots} slot{}: weighted completion dag-aware {:+.1}% vs today (least favourable seed {:+.1}%), {variants}; dag-aware ended {} jobs at once as installed and linked {} to a job with the same DAG; today's `submit` refused {} as the same text.",
                 scenario.name(),
+                if slots == 1 { "" } else { "s" },
                 rel(1),
                 worst * 100.0,
-                rel(2),
-                rel(3),
-                rel(4),
                 extra.0,
                 extra.1,
                 extra.2
