@@ -14,10 +14,12 @@
 //!   calls them.
 //!
 //! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`;
-//! `-- --cores` runs the CPU-budget simulation of [`cores`] instead.
+//! `-- --cores` runs the CPU-budget simulation of [`cores`] instead, `-- --dag` the
+//! DAG-aware queue of [`dag`].
 //! It prints the Markdown tables of BENCHMARKS-scheduler.md.
 
 mod cores;
+mod dag;
 
 use spack_installer::job::{JobId, Priority};
 use spack_installer::scheduler::{self, PendingJob, Policy, QueueState, RunningJob};
@@ -603,6 +605,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--cores") {
         cores::run(seed);
+        return;
+    }
+    if args.iter().any(|a| a == "--dag") {
+        dag::run(seed, &policy);
         return;
     }
     if args.iter().any(|a| a == "--rank-only") {
