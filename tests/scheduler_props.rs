@@ -1,8 +1,8 @@
 //! Properties of the scheduler over generated queues, simulated with `plan` and
 //! `Plan::to_start` exactly as the worker calls them: a job never starts before what it
 //! depends on, related jobs never run side by side, nothing waits silently for ever, no
-//! job is passed by later submissions beyond the documented bound, and the ranking is
-//! deterministic.
+//! job is passed by later submissions beyond the documented bound, owners of one priority
+//! take turns, and the ranking is deterministic.
 
 use proptest::prelude::*;
 use spack_installer::job::{JobId, Priority};
@@ -16,11 +16,13 @@ use std::time::Duration;
 const PACKAGES: &[&str] = &[
     "zlib", "bzip2", "hdf5", "netcdf", "gcc", "openmpi", "cmake", "boost",
 ];
+const OWNERS: &[&str] = &["alice", "bob", "carol"];
 const T0: u64 = 1_800_000_000;
 
 #[derive(Debug, Clone)]
 struct Spec {
     package: usize,
+    owner: usize,
     priority: Priority,
     deps: Vec<usize>,
     after: Vec<usize>,
@@ -32,7 +34,7 @@ struct Spec {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        0..PACKAGES.len(),
+        (0..PACKAGES.len(), 0..OWNERS.len()),
         prop_oneof![
             Just(Priority::High),
             Just(Priority::Medium),
@@ -47,8 +49,9 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop_oneof![0u64..40 * 3600, (0u64..40).prop_map(|h| h * 3600)],
     )
         .prop_map(
-            |(package, priority, deps, after, estimate, actual, age)| Spec {
+            |((package, owner), priority, deps, after, estimate, actual, age)| Spec {
                 package,
+                owner,
                 priority,
                 deps: deps.into_iter().filter(|&d| d != package).collect(),
                 after,
@@ -72,6 +75,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
                 id: JobId(id),
                 name: format!("{id:06}-{}", PACKAGES[s.package]),
                 package: PACKAGES[s.package].to_string(),
+                owner: OWNERS[s.owner].to_string(),
                 priority: s.priority,
                 dependencies: s.deps.iter().map(|&d| PACKAGES[d].to_string()).collect(),
                 // `after` names earlier jobs only, as intake requires.
@@ -82,6 +86,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
                     .map(|&a| JobId(a as u64 + 1))
                     .collect(),
                 estimate: s.estimate.map(Duration::from_secs),
+                timeout: None,
                 submitted_at: Timestamp(T0 - ages[i]),
             }
         })
@@ -92,25 +97,83 @@ fn status_of<'p, 'q>(p: &'p Plan<'q>, id: JobId) -> &'p Readiness<'q> {
     &p.order.iter().find(|r| r.id == id).unwrap().status
 }
 
-/// Record a finished job where the scheduler looks for it: by ID, and as its package's
-/// latest.
-fn record_finished(
-    q: &mut QueueState,
-    id: JobId,
-    name: &str,
-    package: &str,
-    outcome: Outcome,
-    at: Timestamp,
-) {
+/// Record a finished job where the scheduler looks for it: by ID, and among its
+/// package's finished jobs.
+fn record_finished(q: &mut QueueState, job: &RunningJob, outcome: Outcome, at: Timestamp) {
     let f = FinishedJob {
-        id,
-        name: name.to_string(),
-        package: package.to_string(),
+        id: job.id,
+        name: job.name.clone(),
+        package: job.package.clone(),
+        owner: job.owner.clone(),
         outcome,
         finished_at: at,
     };
-    q.finished.insert(id, f.clone());
-    q.latest_by_package.insert(package.to_string(), f);
+    q.finished.insert(job.id, f.clone());
+    q.finished_by_package
+        .entry(job.package.clone())
+        .or_default()
+        .push(f);
+}
+
+/// Fair share in one plan: in each priority class, the ready jobs that are not overdue
+/// (and those held only because an earlier job of their package goes first) are dealt
+/// by turn. Each is its owner's with the fewest turns so far, counting running
+/// installs, among the owners with jobs of the class left; so with k owners and none
+/// running, an owner's first job has at most k − 1 jobs of the class before it.
+fn check_turns(q: &QueueState, p: &Plan) -> Result<(), TestCaseError> {
+    for class in [Priority::High, Priority::Medium, Priority::Low] {
+        let dealt: Vec<&PendingJob> = p
+            .order
+            .iter()
+            .filter(|r| match &r.status {
+                Readiness::Ready => true,
+                Readiness::Conflict(why) => why.starts_with("an earlier"),
+                _ => false,
+            })
+            .filter(|r| !r.reason().contains("overdue"))
+            .map(|r| q.pending.iter().find(|j| j.id == r.id).unwrap())
+            .filter(|j| j.priority == class)
+            .collect();
+        let mut turns: HashMap<&str, usize> = HashMap::new();
+        for r in &q.running {
+            *turns.entry(r.owner.as_str()).or_default() += 1;
+        }
+        let owners: std::collections::HashSet<&str> =
+            dealt.iter().map(|j| j.owner.as_str()).collect();
+        for (k, j) in dealt.iter().enumerate() {
+            let fewest = dealt[k..]
+                .iter()
+                .map(|o| turns.get(o.owner.as_str()).copied().unwrap_or(0))
+                .min()
+                .unwrap();
+            let mine = turns.entry(j.owner.as_str()).or_default();
+            prop_assert_eq!(
+                *mine,
+                fewest,
+                "{} of {} had {} turns while another owner had {}: {:?}",
+                &j.name,
+                &j.owner,
+                *mine,
+                fewest,
+                &p.order
+            );
+            *mine += 1;
+        }
+        for o in owners {
+            if !q.running.iter().any(|r| r.owner == o) {
+                let first = dealt.iter().position(|j| j.owner == o).unwrap();
+                prop_assert!(first < dealt.len().min(owners_len(&dealt)));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn owners_len(jobs: &[&PendingJob]) -> usize {
+    jobs.iter()
+        .map(|j| j.owner.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }
 
 /// Run the queue to the end with `m` builders, checking every decision.
@@ -142,12 +205,14 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             pending: q.pending.iter().rev().cloned().collect(),
             running: q.running.clone(),
             finished: q.finished.clone(),
-            latest_by_package: q.latest_by_package.clone(),
+            finished_by_package: q.finished_by_package.clone(),
             history: q.history.clone(),
+            last_start: q.last_start.clone(),
         };
         shuffled.running.reverse();
         let again = plan(&shuffled, now, &policy);
         prop_assert_eq!(&p.order, &again.order);
+        check_turns(&q, &p)?;
 
         // The worker fails doomed jobs.
         let doomed: Vec<JobId> = p.doomed().map(|(r, _)| r.id).collect();
@@ -158,14 +223,13 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             for id in &doomed {
                 let job = q.pending.iter().find(|j| j.id == *id).unwrap().clone();
                 outcome.insert(job.id, Outcome::Failed);
-                record_finished(
-                    &mut q,
-                    job.id,
-                    &job.name,
-                    &job.package,
-                    Outcome::Failed,
-                    now,
-                );
+                let r = RunningJob {
+                    id: job.id,
+                    name: job.name.clone(),
+                    package: job.package.clone(),
+                    owner: job.owner.clone(),
+                };
+                record_finished(&mut q, &r, Outcome::Failed, now);
             }
             q.pending.retain(|j| !doomed.contains(&j.id));
             plan(&q, now, &policy)
@@ -249,7 +313,9 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
                 id: job.id,
                 name: job.name.clone(),
                 package: job.package.clone(),
+                owner: job.owner.clone(),
             };
+            q.last_start.insert(job.owner.clone(), now);
             q.running.push(r.clone());
             running.push((t + actual[&job.id], r));
         }
@@ -263,14 +329,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         t = end;
         q.running.retain(|x| x.id != r.id);
         outcome.insert(r.id, Outcome::Done);
-        record_finished(
-            &mut q,
-            r.id,
-            &r.name,
-            &r.package,
-            Outcome::Done,
-            Timestamp(t),
-        );
+        record_finished(&mut q, &r, Outcome::Done, Timestamp(t));
     }
     prop_assert!(false, "the simulation did not end");
     Ok(())
@@ -294,10 +353,12 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
         id: JobId(1),
         name: "000001-llvm".into(),
         package: "llvm".into(),
+        owner: "alice".into(),
         priority: Priority::Low,
         dependencies: vec![],
         after: vec![],
         estimate: Some(Duration::from_secs(4 * 3600)),
+        timeout: None,
         submitted_at: Timestamp(T0 - policy.starvation_bound().as_secs()),
     }];
     for i in 2..50u64 {
@@ -305,10 +366,12 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
             id: JobId(i),
             name: format!("{i:06}-lib{i}"),
             package: format!("lib{i}"),
+            owner: "bob".into(),
             priority: Priority::High,
             dependencies: vec![],
             after: vec![],
             estimate: Some(Duration::from_secs(60)),
+            timeout: None,
             submitted_at: Timestamp(T0 - 3600 + i),
         });
     }
@@ -326,4 +389,48 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
     // One second earlier it is not overdue, and the short high jobs go first.
     let p = plan(&q, Timestamp(T0 - 1), &policy);
     assert_ne!(p.to_start(0, 1), vec![JobId(1)]);
+}
+
+/// One builder, owners of one class: starts alternate, whoever queued more, because
+/// the owner served longest ago goes first among owners with as many turns.
+#[test]
+fn turns_are_round_robin_by_owner() {
+    let policy = Policy::default();
+    let job = |id: u64, owner: &str| PendingJob {
+        id: JobId(id),
+        name: format!("{id:06}-p{id}"),
+        package: format!("p{id}"),
+        owner: owner.into(),
+        priority: Priority::High,
+        dependencies: vec![],
+        after: vec![],
+        // bob's jobs are the shorter ones: without turns they would all go first.
+        estimate: Some(Duration::from_secs(if owner == "bob" { 60 } else { 600 })),
+        timeout: None,
+        submitted_at: Timestamp(T0),
+    };
+    let mut q = QueueState {
+        pending: (1..=10)
+            .map(|i| job(i, "bob"))
+            .chain((11..=13).map(|i| job(i, "alice")))
+            .collect(),
+        ..Default::default()
+    };
+    let mut owners = Vec::new();
+    let mut t = T0;
+    while !q.pending.is_empty() {
+        let id = plan(&q, Timestamp(t), &policy).to_start(0, 1)[0];
+        let i = q.pending.iter().position(|j| j.id == id).unwrap();
+        let j = q.pending.remove(i);
+        q.last_start.insert(j.owner.clone(), Timestamp(t));
+        owners.push(j.owner);
+        t += 60;
+    }
+    assert_eq!(
+        owners,
+        [
+            "bob", "alice", "bob", "alice", "bob", "alice", "bob", "bob", "bob", "bob", "bob",
+            "bob", "bob"
+        ]
+    );
 }

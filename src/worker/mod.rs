@@ -713,10 +713,12 @@ impl Worker {
             id,
             name: JobName::new(id, sub.spec.package()).to_string(),
             package: sub.spec.package().to_string(),
+            owner: identity::user_name(uid),
             priority: sub.priority,
             dependencies: sub.dependencies.clone(),
             after: sub.after.clone(),
             estimate: sub.estimated_time,
+            timeout: sub.timeout,
             submitted_at: now,
         });
         let plan = scheduler::plan(&q, now, &self.policy());
@@ -924,30 +926,18 @@ impl Worker {
             max_parallel: self.slots(),
             default_estimate: self.cfg.default_estimate.value,
             overdue_after: self.cfg.overdue_after.value,
+            timeout_multiplier: self.cfg.timeout_multiplier.value,
         }
     }
 
     fn queue_state(&self) -> QueueState {
-        let mut q = queue::build(
+        queue::build(
             &self.spool,
             self.pending.values(),
             self.running.values().map(|r| &r.job),
             &self.finished,
-        );
-        // Jobs without an estimate of their own: the median of past installs.
-        for job in self.pending.values() {
-            if job.submission().is_some_and(|s| s.estimated_time.is_none())
-                && !q.history.contains_key(&job.meta.package)
-                && let Some(ids) = self.finished.done_ids(&job.meta.package)
-                && let Some(d) =
-                    self.history
-                        .borrow_mut()
-                        .estimate(&self.spool, &job.meta.package, ids)
-            {
-                q.history.insert(job.meta.package.clone(), d);
-            }
-        }
-        q
+            &mut self.history.borrow_mut(),
+        )
     }
 
     /// Something the plan depends on changed: plan afresh before starting anything.
