@@ -19,9 +19,9 @@ use crate::time::Timestamp;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// How many of the newest finished jobs tell who was served lately. An owner whose
-/// last install is older than these counts as not served lately, which is the truth
-/// as far as turns go: every owner named here was served after them.
+/// How many of the newest finished jobs tell who was served lately (fair share). An
+/// owner whose installs are all older than these counts as not served lately: with the
+/// default half-life of an hour, 64 installs span hours, and older starts weigh little.
 pub const TURN_MEMORY: usize = 64;
 
 /// What a finished record says that its name does not.
@@ -204,6 +204,10 @@ pub fn build<'a>(
         }) = finished.facts(spool, id)
         {
             serve(&mut q, &owner, at);
+            q.recent_starts
+                .entry(owner.to_string())
+                .or_default()
+                .push(at);
         }
     }
     let mut packages: HashSet<&str> = HashSet::new();

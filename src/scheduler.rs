@@ -31,13 +31,18 @@
 //! 3. its own estimated time, shortest first;
 //! 4. submission order (job ID).
 //!
-//! **Fair share.** Then, within each priority class, owners take turns (round robin):
-//! the class's ready jobs that are not overdue keep the places the ranking gave the
-//! class, and are dealt into them by turn, the owner with the fewest turns first
-//! (running installs count as turns taken), among equals the one served longest ago
-//! ([`QueueState::last_start`]); each owner's jobs keep their ranked order. So one owner
-//! cannot push another's job back by queuing many. Ready jobs never wait on one another,
-//! so the new order respects dependencies; priorities and the starvation bound are
+//! **Fair share.** Then, within each priority class, owners share the builders: a
+//! usage-decayed share, as Slurm's fair-share factor. The class's ready jobs that are
+//! not overdue keep the places the ranking gave the class as a whole, and each place
+//! goes to the job worth most once its value per hour is divided by
+//! `fair_share_base` (1.01) to the power of its owner's recent installs (running ones,
+//! recent starts halved every `fair_share_half_life`, one hour, and the places dealt
+//! before it in the same plan); each owner's jobs keep their ranked order. Among jobs
+//! of equal worth (the same estimate, as every job without history has) owners
+//! alternate: one owner's ten jobs do not push another's back. The base is gentle on
+//! purpose: the simulation shows that stronger shares (2, 1.25, 1.1) cost 7–18% of
+//! weighted completion time, 1.01 costs 0.5%. Ready jobs never wait on one another, so
+//! the new order respects dependencies; priorities and the starvation bound are
 //! untouched.
 //!
 //! **Estimates.** A submitter's own estimate can only lengthen what the queue knows
@@ -142,9 +147,13 @@ pub struct QueueState {
     /// Median duration of earlier successful installs, by package.
     pub history: HashMap<String, Duration>,
     /// When each owner's most recent install started (running ones, and the newest
-    /// finished ones the queue remembers): among owners with as many turns, the one
-    /// served longest ago goes first. An owner absent here has not been served lately.
+    /// finished ones the queue remembers): among owners otherwise equal for fair share,
+    /// the one served longest ago goes first. An owner absent here has not been served
+    /// lately.
     pub last_start: HashMap<String, Timestamp>,
+    /// When the finished installs the queue remembers started, by owner: their recent
+    /// use of the builders, for fair share (running installs count in full).
+    pub recent_starts: HashMap<String, Vec<Timestamp>>,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +168,14 @@ pub struct Policy {
     /// (`JOB_TIMEOUT_MULTIPLIER`); so a job that gives a timeout is believed to take
     /// at least its timeout ÷ this.
     pub timeout_multiplier: f64,
+    /// Fair share: within a priority class, a job's value per hour is divided by this to
+    /// the power of the installs its owner started lately (1 or less: no fair share).
+    /// 1.01: owners alternate among jobs of equal worth, and a job worth a few percent
+    /// more goes first only a few times; stronger bases cost weighted completion time
+    /// (BENCHMARKS-scheduler.md, *Fair share*).
+    pub fair_share_base: f64,
+    /// Fair share: a start counts half as much after this long.
+    pub fair_share_half_life: Duration,
 }
 
 impl Default for Policy {
@@ -168,6 +185,8 @@ impl Default for Policy {
             default_estimate: Duration::from_secs(30 * 60),
             overdue_after: Duration::from_secs(48 * 3600),
             timeout_multiplier: 2.0,
+            fair_share_base: 1.01,
+            fair_share_half_life: Duration::from_secs(3600),
         }
     }
 }
@@ -667,10 +686,15 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
         })
         .collect();
     order.sort_unstable();
-    let turns = take_turns(q, &mut order, |k| {
+    let turns = take_turns(
+        q,
+        policy,
+        now,
+        &mut order,
         // Ready and not overdue: overdue jobs keep their place (the starvation bound).
-        (k.0 == 0 && k.1).then_some(k.6)
-    });
+        |k| (k.0 == 0 && k.1).then_some(k.6),
+        |i| rank[i].ratio(),
+    );
 
     // Among ready jobs, two of one package may not start together: the later is held
     // for this round.
@@ -714,42 +738,72 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
     Plan { order }
 }
 
-/// A job's fair-share turn: its owner's turn number (installs running now count as
-/// turns taken), and how many owners share its priority class.
+/// A job's fair-share standing when it was dealt its place: its owner's recent use of
+/// the builders, and how many owners share its priority class.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Turn {
-    number: usize,
+    usage: f64,
+    factor: f64,
     owners: usize,
 }
 
-/// Fair share: within each priority class, owners take turns (round robin). The class's
-/// ready jobs keep the places the ranking gave the class as a whole, so priorities,
-/// overdue jobs and the value of other classes stay where they were; inside those places
-/// the jobs are dealt out by turn: next is always the owner with the fewest turns so far
-/// (counting installs running now), among equals the one whose last install started
-/// longest ago (never first), then the one whose best job ranks higher; each owner's own
-/// jobs keep their ranked order. So with k owners in a class and none running, an
-/// owner's first job has at most k − 1 jobs of the class before it.
+/// Each owner's recent use of the builders, in installs: one per install running now,
+/// plus each recent start decayed by its age (halved every `fair_share_half_life`).
+fn usage<'q>(q: &'q QueueState, policy: &Policy, now: Timestamp) -> FastMap<&'q str, f64> {
+    let mut u: FastMap<&str, f64> = FastMap::default();
+    for r in &q.running {
+        *u.entry(r.owner.as_str()).or_default() += 1.0;
+    }
+    let h = policy.fair_share_half_life.as_secs_f64();
+    for (owner, starts) in &q.recent_starts {
+        for t in starts {
+            let age = t.until(now).as_secs_f64();
+            if h > 0.0 {
+                *u.entry(owner.as_str()).or_default() += (-age / h).exp2();
+            }
+        }
+    }
+    u
+}
+
+/// Fair share (a usage-decayed share, as Slurm's fair-share factor): within each
+/// priority class, a job's value per hour is discounted by its owner's recent use of the
+/// builders, `fair_share_base` to the power of minus the installs the owner started
+/// lately ([`usage`]), counting the places dealt before it in this plan as installs too.
+/// The class's ready jobs keep the places the ranking gave the class as a whole (so
+/// priorities, overdue jobs and other classes stay where they were), and each place goes
+/// to the owner whose best remaining job is worth most after the discount; among equals,
+/// the owner with less use, then the one served longest ago ([`QueueState::last_start`]),
+/// then the better-ranked job. Each owner's own jobs keep their ranked order. So when
+/// bob has ten jobs and alice one of the same worth, hers is dealt second (bob's first
+/// one already discounts his); a job worth more than `fair_share_base` times another
+/// still goes first, as Smith's rule wants, but no more than about log_base(its
+/// advantage) times in a row.
 ///
-/// `member` says which entries of `order` take part (the job's index) and which stay
-/// put. Returns each job's turn, by job index (`None`: not dealt).
+/// `member` gives the job index of the entries of `order` that take part; `ratio` a
+/// job's value per second. Returns each job's standing, by job index (`None`: not
+/// dealt).
 fn take_turns<K>(
     q: &QueueState,
+    policy: &Policy,
+    now: Timestamp,
     order: &mut [K],
     member: impl Fn(&K) -> Option<usize>,
+    ratio: impl Fn(usize) -> f64,
 ) -> Vec<Option<Turn>>
 where
     K: Clone,
 {
     let mut turns = vec![None; q.pending.len()];
-    let mut running: FastMap<&str, usize> = FastMap::default();
-    for r in &q.running {
-        *running.entry(r.owner.as_str()).or_default() += 1;
+    let base = policy.fair_share_base;
+    if !(base.is_finite() && base > 1.0) {
+        return turns;
     }
+    let mut used = usage(q, policy, now);
     for class in [Priority::High, Priority::Medium, Priority::Low] {
         // Places of the class in the ranking, and its jobs by owner in ranked order.
         let mut places: Vec<usize> = Vec::new();
-        let mut owners: Vec<(&str, VecDeque<usize>)> = Vec::new();
+        let mut owners: Vec<(&str, VecDeque<(usize, usize)>)> = Vec::new();
         let mut owner_index: FastMap<&str, usize> = FastMap::default();
         for (place, key) in order.iter().enumerate() {
             let Some(i) = member(key) else { continue };
@@ -762,49 +816,69 @@ where
                 owners.push((p.owner.as_str(), VecDeque::new()));
                 owners.len() - 1
             });
-            owners[o].1.push_back(place);
+            owners[o].1.push_back((place, i));
         }
         if owners.len() < 2 {
             continue;
         }
-        // (turns taken, when last served: 0 never, then by start time, then this plan's
-        // own turns after every real one; the place of the owner's next job; owner)
-        let mut heap: std::collections::BinaryHeap<Reverse<(usize, u64, usize, usize)>> = owners
-            .iter()
-            .enumerate()
-            .map(|(o, (name, jobs))| {
-                let served = q.last_start.get(*name).map_or(0, |t| t.0.saturating_add(1));
-                Reverse((running.get(name).copied().unwrap_or(0), served, jobs[0], o))
-            })
-            .collect();
         let before: Vec<K> = places.iter().map(|&p| order[p].clone()).collect();
-        let mut dealt = 0;
-        while let Some(Reverse((taken, _, place, o))) = heap.pop() {
-            let key = &before[places.binary_search(&place).expect("a place of the class")];
-            if let Some(i) = member(key) {
-                turns[i] = Some(Turn {
-                    number: taken + 1,
-                    owners: owners.len(),
-                });
+        let served = |name: &str| q.last_start.get(name).map_or(0, |t| t.0.saturating_add(1));
+        let mut this_plan: FastMap<&str, u64> = FastMap::default();
+        for (dealt, &slot) in places.iter().enumerate() {
+            // The owner whose next job is worth most after the discount (few owners:
+            // a scan is cheaper than keeping a heap up to date).
+            let mut best: Option<(f64, f64, u64, usize, usize)> = None;
+            for (o, (name, jobs)) in owners.iter().enumerate() {
+                let Some(&(place, i)) = jobs.front() else {
+                    continue;
+                };
+                let u = used.get(name).copied().unwrap_or(0.0);
+                let worth = ratio(i) * base.powf(-u);
+                let when = this_plan.get(name).copied().unwrap_or_else(|| served(name));
+                let better = match best {
+                    None => true,
+                    Some((bw, bu, bwhen, bplace, _)) => {
+                        worth > bw
+                            || (worth == bw
+                                && (u < bu || (u == bu && (when, place) < (bwhen, bplace))))
+                    }
+                };
+                if better {
+                    best = Some((worth, u, when, place, o));
+                }
             }
-            order[places[dealt]] = key.clone();
-            dealt += 1;
-            let jobs = &mut owners[o].1;
+            let (_, u, _, place, o) = best.expect("a job is left for every place");
+            let (name, jobs) = &mut owners[o];
             jobs.pop_front();
-            if let Some(&next) = jobs.front() {
-                heap.push(Reverse((
-                    taken + 1,
-                    u64::MAX - (places.len() - dealt) as u64,
-                    next,
-                    o,
-                )));
-            }
+            let i = member(&before[places.binary_search(&place).expect("a place of the class")])
+                .expect("a member");
+            turns[i] = Some(Turn {
+                usage: u,
+                factor: base.powf(-u),
+                owners: owner_index.len(),
+            });
+            order[slot] =
+                before[places.binary_search(&place).expect("a place of the class")].clone();
+            *used.entry(name).or_default() += 1.0;
+            this_plan.insert(name, u64::MAX - (places.len() - dealt) as u64);
         }
     }
     turns
 }
 
 impl Ranked<'_> {
+    /// Its value: priority per hour, with the jobs it opens (before any fair-share
+    /// discount).
+    pub fn worth_per_hour(&self) -> f64 {
+        self.why.ratio * 3600.0
+    }
+
+    /// Its owner's recent installs when fair share dealt it its place (`None`: not
+    /// dealt, being alone in its class, overdue, or not ready).
+    pub fn fair_share_usage(&self) -> Option<f64> {
+        self.why.turn.map(|t| t.usage)
+    }
+
     /// Why the job is where it is, in words a site admin accepts.
     pub fn reason(&self) -> String {
         let w = &self.why;
@@ -833,8 +907,8 @@ impl Ranked<'_> {
                 if let Some(t) = w.turn {
                     let _ = write!(
                         s,
-                        "; fair share: {}'s turn {} among {} owners of ready {} jobs",
-                        w.owner, t.number, t.owners, w.priority
+                        "; fair share among {} owners of ready {} jobs: {} started {:.1} installs lately, so its worth counts ×{:.2}",
+                        t.owners, w.priority, w.owner, t.usage, t.factor
                     );
                 }
                 if w.waiting > 0 {
@@ -1312,7 +1386,7 @@ mod tests {
         assert!(
             p.order[1]
                 .reason()
-                .contains("fair share: alice's turn 1 among 2 owners of ready high jobs"),
+                .contains("fair share among 2 owners of ready high jobs: alice started 0.0 installs lately, so its worth counts ×1.00"),
             "{}",
             p.order[1].reason()
         );
@@ -1327,15 +1401,56 @@ mod tests {
         q.last_start.insert("bob".into(), Timestamp(5000));
         let p = plan(&q, Timestamp(5001), &Policy::default());
         assert_eq!(p.to_start(1, 2), vec![JobId(11)]);
-        // It ended: bob has no turn running, but he was served last.
+        // It ended an hour later: it still counts, half as much.
         q.running.clear();
-        let p = plan(&q, Timestamp(9000), &Policy::default());
+        q.recent_starts.insert("bob".into(), vec![Timestamp(5000)]);
+        let p = plan(&q, Timestamp(8600), &Policy::default());
         assert_eq!(p.to_start(0, 1), vec![JobId(11)]);
+        assert!(
+            p.order[0]
+                .reason()
+                .contains("bob started 0.5 installs lately")
+                || p.order[1]
+                    .reason()
+                    .contains("bob started 0.5 installs lately"),
+            "{:?}",
+            p.order.iter().map(|r| r.reason()).collect::<Vec<_>>()
+        );
         // A class with one owner is ranked as before, with no turns shown.
         q.pending.pop();
         let p = plan(&q, Timestamp(9000), &Policy::default());
         assert_eq!(ids(&p), (2..=10).collect::<Vec<u64>>());
         assert!(!p.order[0].reason().contains("fair share"));
+    }
+
+    #[test]
+    fn a_much_more_valuable_job_goes_first_but_not_for_ever() {
+        // bob's jobs are worth ten times alice's (3 min against 30): Smith's rule puts
+        // them first, fair share only until bob's use outweighs it (with a base of 2:
+        // 2^3 < 10 < 2^4).
+        let mut pending: Vec<PendingJob> = (1..=10)
+            .map(|i| PendingJob {
+                estimate: Some(Duration::from_secs(180)),
+                ..owned(i, &format!("b{i}"), "bob")
+            })
+            .collect();
+        pending.push(owned(11, "a", "alice"));
+        let q = QueueState {
+            pending,
+            ..Default::default()
+        };
+        let halving = Policy {
+            fair_share_base: 2.0,
+            ..Policy::default()
+        };
+        let p = plan(&q, Timestamp(5000), &halving);
+        assert_eq!(ids(&p)[..6], [1, 2, 3, 4, 11, 5]);
+        // Without fair share, alice's job is last.
+        let strict = Policy {
+            fair_share_base: 1.0,
+            ..Policy::default()
+        };
+        assert_eq!(ids(&plan(&q, Timestamp(5000), &strict))[10], 11);
     }
 
     #[test]

@@ -117,12 +117,14 @@ fn record_finished(q: &mut QueueState, job: &RunningJob, outcome: Outcome, at: T
 
 /// Fair share in one plan: in each priority class, the ready jobs that are not overdue
 /// (and those held only because an earlier job of their package goes first) are dealt
-/// by turn. Each is its owner's with the fewest turns so far, counting running
-/// installs, among the owners with jobs of the class left; so with k owners and none
-/// running, an owner's first job has at most k − 1 jobs of the class before it.
-fn check_turns(q: &QueueState, p: &Plan) -> Result<(), TestCaseError> {
+/// so that each place goes to the job worth most once its value per hour is divided by
+/// `fair_share_base` to the power of its owner's recent installs: no later job of
+/// another owner was worth more, discounted by that owner's use at the time. (An owner's
+/// use changes only when it is dealt a place, so the use reported for its next job is
+/// the one it had then.)
+fn check_turns(q: &QueueState, p: &Plan, policy: &Policy) -> Result<(), TestCaseError> {
     for class in [Priority::High, Priority::Medium, Priority::Low] {
-        let dealt: Vec<&PendingJob> = p
+        let dealt: Vec<(&str, f64)> = p
             .order
             .iter()
             .filter(|r| match &r.status {
@@ -131,49 +133,41 @@ fn check_turns(q: &QueueState, p: &Plan) -> Result<(), TestCaseError> {
                 _ => false,
             })
             .filter(|r| !r.reason().contains("overdue"))
-            .map(|r| q.pending.iter().find(|j| j.id == r.id).unwrap())
-            .filter(|j| j.priority == class)
+            .filter_map(|r| {
+                let j = q.pending.iter().find(|j| j.id == r.id).unwrap();
+                (j.priority == class).then(|| {
+                    let discounted = r.fair_share_usage().map_or(r.worth_per_hour(), |u| {
+                        r.worth_per_hour() * policy.fair_share_base.powf(-u)
+                    });
+                    (j.owner.as_str(), discounted)
+                })
+            })
             .collect();
-        let mut turns: HashMap<&str, usize> = HashMap::new();
-        for r in &q.running {
-            *turns.entry(r.owner.as_str()).or_default() += 1;
+        let owners: std::collections::HashSet<&str> = dealt.iter().map(|d| d.0).collect();
+        if owners.len() < 2 {
+            continue;
         }
-        let owners: std::collections::HashSet<&str> =
-            dealt.iter().map(|j| j.owner.as_str()).collect();
-        for (k, j) in dealt.iter().enumerate() {
-            let fewest = dealt[k..]
-                .iter()
-                .map(|o| turns.get(o.owner.as_str()).copied().unwrap_or(0))
-                .min()
-                .unwrap();
-            let mine = turns.entry(j.owner.as_str()).or_default();
-            prop_assert_eq!(
-                *mine,
-                fewest,
-                "{} of {} had {} turns while another owner had {}: {:?}",
-                &j.name,
-                &j.owner,
-                *mine,
-                fewest,
-                &p.order
-            );
-            *mine += 1;
-        }
-        for o in owners {
-            if !q.running.iter().any(|r| r.owner == o) {
-                let first = dealt.iter().position(|j| j.owner == o).unwrap();
-                prop_assert!(first < dealt.len().min(owners_len(&dealt)));
+        for (k, &(owner, worth)) in dealt.iter().enumerate() {
+            for o in &owners {
+                if *o == owner {
+                    continue;
+                }
+                if let Some(&(_, next)) = dealt[k + 1..].iter().find(|d| d.0 == *o) {
+                    prop_assert!(
+                        next <= worth * (1.0 + 1e-9),
+                        "place {} went to {} (worth {}) though {} had a job worth {}: {:?}",
+                        k,
+                        owner,
+                        worth,
+                        o,
+                        next,
+                        &p.order
+                    );
+                }
             }
         }
     }
     Ok(())
-}
-
-fn owners_len(jobs: &[&PendingJob]) -> usize {
-    jobs.iter()
-        .map(|j| j.owner.as_str())
-        .collect::<std::collections::HashSet<_>>()
-        .len()
 }
 
 /// Run the queue to the end with `m` builders, checking every decision.
@@ -195,6 +189,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         ..Default::default()
     };
     let mut running: Vec<(u64, RunningJob)> = Vec::new();
+    let mut started: HashMap<JobId, Timestamp> = HashMap::new();
     let mut outcome: HashMap<JobId, Outcome> = HashMap::new();
     let mut t = T0;
     for _ in 0..10 * jobs.len() + 10 {
@@ -208,11 +203,12 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             finished_by_package: q.finished_by_package.clone(),
             history: q.history.clone(),
             last_start: q.last_start.clone(),
+            recent_starts: q.recent_starts.clone(),
         };
         shuffled.running.reverse();
         let again = plan(&shuffled, now, &policy);
         prop_assert_eq!(&p.order, &again.order);
-        check_turns(&q, &p)?;
+        check_turns(&q, &p, &policy)?;
 
         // The worker fails doomed jobs.
         let doomed: Vec<JobId> = p.doomed().map(|(r, _)| r.id).collect();
@@ -316,6 +312,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
                 owner: job.owner.clone(),
             };
             q.last_start.insert(job.owner.clone(), now);
+            started.insert(job.id, now);
             q.running.push(r.clone());
             running.push((t + actual[&job.id], r));
         }
@@ -330,6 +327,10 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         q.running.retain(|x| x.id != r.id);
         outcome.insert(r.id, Outcome::Done);
         record_finished(&mut q, &r, Outcome::Done, Timestamp(t));
+        q.recent_starts
+            .entry(r.owner.clone())
+            .or_default()
+            .push(started[&r.id]);
     }
     prop_assert!(false, "the simulation did not end");
     Ok(())
@@ -391,46 +392,65 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
     assert_ne!(p.to_start(0, 1), vec![JobId(1)]);
 }
 
-/// One builder, owners of one class: starts alternate, whoever queued more, because
-/// the owner served longest ago goes first among owners with as many turns.
+/// One builder, owners of one class, jobs of equal worth: starts alternate, however
+/// many one owner queued (with any base over 1); and when one owner's jobs are worth ten
+/// times more, with a base of 2 the other still starts after at most four of them
+/// (2^4 > 10) each time.
 #[test]
-fn turns_are_round_robin_by_owner() {
-    let policy = Policy::default();
-    let job = |id: u64, owner: &str| PendingJob {
-        id: JobId(id),
-        name: format!("{id:06}-p{id}"),
-        package: format!("p{id}"),
-        owner: owner.into(),
-        priority: Priority::High,
-        dependencies: vec![],
-        after: vec![],
-        // bob's jobs are the shorter ones: without turns they would all go first.
-        estimate: Some(Duration::from_secs(if owner == "bob" { 60 } else { 600 })),
-        timeout: None,
-        submitted_at: Timestamp(T0),
+fn owners_take_turns_on_one_builder() {
+    // Any base over 1 alternates owners of equal worth; 2 makes the bound on a more
+    // valuable owner's run short enough to state (2^4 > 10).
+    let policy = Policy {
+        fair_share_base: 2.0,
+        ..Policy::default()
     };
-    let mut q = QueueState {
-        pending: (1..=10)
-            .map(|i| job(i, "bob"))
-            .chain((11..=13).map(|i| job(i, "alice")))
-            .collect(),
-        ..Default::default()
+    let run = |policy: &Policy, bob_secs: u64| {
+        let job = |id: u64, owner: &str, secs: u64| PendingJob {
+            id: JobId(id),
+            name: format!("{id:06}-p{id}"),
+            package: format!("p{id}"),
+            owner: owner.into(),
+            priority: Priority::High,
+            dependencies: vec![],
+            after: vec![],
+            estimate: Some(Duration::from_secs(secs)),
+            timeout: None,
+            submitted_at: Timestamp(T0),
+        };
+        let mut q = QueueState {
+            pending: (1..=20)
+                .map(|i| job(i, "bob", bob_secs))
+                .chain((21..=23).map(|i| job(i, "alice", 600)))
+                .collect(),
+            ..Default::default()
+        };
+        let mut owners = Vec::new();
+        let mut t = T0;
+        while !q.pending.is_empty() {
+            let id = plan(&q, Timestamp(t), policy).to_start(0, 1)[0];
+            let i = q.pending.iter().position(|j| j.id == id).unwrap();
+            let j = q.pending.remove(i);
+            q.last_start.insert(j.owner.clone(), Timestamp(t));
+            q.recent_starts
+                .entry(j.owner.clone())
+                .or_default()
+                .push(Timestamp(t));
+            t += j.estimate.unwrap().as_secs();
+            owners.push(if j.owner == "bob" { 'b' } else { 'a' });
+        }
+        owners.into_iter().collect::<String>()
     };
-    let mut owners = Vec::new();
-    let mut t = T0;
-    while !q.pending.is_empty() {
-        let id = plan(&q, Timestamp(t), &policy).to_start(0, 1)[0];
-        let i = q.pending.iter().position(|j| j.id == id).unwrap();
-        let j = q.pending.remove(i);
-        q.last_start.insert(j.owner.clone(), Timestamp(t));
-        owners.push(j.owner);
-        t += 60;
-    }
-    assert_eq!(
-        owners,
-        [
-            "bob", "alice", "bob", "alice", "bob", "alice", "bob", "bob", "bob", "bob", "bob",
-            "bob", "bob"
-        ]
+    let alternate = format!("bababab{}", "b".repeat(16));
+    assert_eq!(run(&Policy::default(), 600), alternate);
+    assert_eq!(run(&policy, 600), alternate);
+    let order = run(&policy, 60);
+    let gaps: Vec<usize> = order.split('a').map(str::len).collect();
+    assert!(
+        gaps[..3].iter().all(|&g| g <= 4),
+        "alice waited behind more than four of bob's jobs: {order}"
+    );
+    assert!(
+        gaps[0] >= 1,
+        "bob's jobs are worth more, one goes first: {order}"
     );
 }

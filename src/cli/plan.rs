@@ -43,6 +43,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         default_estimate: cfg.default_estimate.value,
         overdue_after: cfg.overdue_after.value,
         timeout_multiplier: cfg.timeout_multiplier.value,
+        ..Policy::default()
     };
     let plan = scheduler::plan(&q, Timestamp::now(), &policy);
     let rows: Vec<Row> = plan

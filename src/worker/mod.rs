@@ -927,6 +927,7 @@ impl Worker {
             default_estimate: self.cfg.default_estimate.value,
             overdue_after: self.cfg.overdue_after.value,
             timeout_multiplier: self.cfg.timeout_multiplier.value,
+            ..Policy::default()
         }
     }
 
@@ -962,8 +963,10 @@ impl Worker {
     /// queue changed; when only an install ended that no pending job cares about, the
     /// ready jobs of the last plan are still ready and still in the same order (no
     /// other job's readiness, chain or estimate depends on it), so they are taken from
-    /// it, for at most [`PLAN_REUSE`] (after which aging may reorder them). A long queue
-    /// then costs one plan per second, not one per install.
+    /// it, for at most [`PLAN_REUSE`] (after which aging may reorder them, and fair-share
+    /// turns catch up with the installs that ended: until then the owner whose install
+    /// ended still counts it as a turn taken, which only favours the others). A long
+    /// queue then costs one plan per second, not one per install.
     fn schedule(&mut self) {
         if self.backoff_until.is_some() || !self.dirty {
             return;

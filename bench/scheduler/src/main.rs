@@ -13,8 +13,13 @@
 //! - **ours**: `spack_installer::scheduler::plan` and `Plan::to_start`, as the worker
 //!   calls them.
 //!
+//! The tables of the three policies have one owner for every job (fair share then
+//! changes nothing); the *Fair share* table runs ours on the same queues with one owner
+//! and with four (one heavy), to show what taking turns costs.
+//!
 //! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`.
-//! It prints the Markdown tables of BENCHMARKS-scheduler.md.
+//! It prints the Markdown tables of BENCHMARKS-scheduler.md; `-- --fair-share-only`
+//! prints only the fair-share table.
 
 use spack_installer::job::{JobId, Priority};
 use spack_installer::scheduler::{self, PendingJob, Policy, QueueState, RunningJob};
@@ -63,19 +68,27 @@ struct Job {
     /// How long it really takes, in seconds.
     actual: u64,
     arrival: u64,
+    /// Who submitted it (`user0` … ); 0 unless [`assign_owners`] says otherwise.
+    owner: usize,
 }
 
 impl Job {
+    fn owner_name(&self) -> String {
+        format!("user{}", self.owner)
+    }
+
     /// The job as the scheduler sees it, submitted at `submitted` (seconds).
     fn pending(&self, submitted: u64) -> PendingJob {
         PendingJob {
             id: JobId(self.id),
             name: format!("{:06}-{}", self.id, self.package),
             package: self.package.clone(),
+            owner: self.owner_name(),
             priority: self.priority,
             dependencies: self.deps.clone(),
             after: vec![],
             estimate: self.estimate,
+            timeout: None,
             submitted_at: Timestamp(submitted),
         }
     }
@@ -263,6 +276,7 @@ fn generate(rng: &mut Rng, n: usize, shape: Shape, arrivals: Arrivals) -> Vec<Jo
             history,
             actual,
             arrival: t as u64,
+            owner: 0,
         });
         tiers.push(tier);
     }
@@ -317,6 +331,8 @@ struct Outcome {
     rank_max: Duration,
     /// The longest a ready job waited past the starvation bound behind a later arrival.
     order_violations: usize,
+    /// When each job started (seconds).
+    start: Vec<u64>,
 }
 
 fn class(p: Priority) -> usize {
@@ -346,6 +362,7 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
     let mut out = Outcome::default();
     // Ours: the scheduler's own view, kept up to date rather than rebuilt.
     let mut q = QueueState::default();
+    let mut recent = std::collections::VecDeque::new();
     for j in jobs {
         if let Some(h) = j.history {
             q.history.insert(j.package.clone(), h);
@@ -371,6 +388,15 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                 finish[i] = t;
                 done += 1;
                 q.running.retain(|r| r.id.0 != jobs[i].id);
+                // The worker remembers the starts of the newest 64 finished jobs.
+                recent.push_back((jobs[i].owner_name(), Timestamp(BASE + start[i])));
+                if recent.len() > 64 {
+                    recent.pop_front();
+                }
+                q.recent_starts.clear();
+                for (o, at) in &recent {
+                    q.recent_starts.entry(o.clone()).or_default().push(*at);
+                }
             } else {
                 k += 1;
             }
@@ -492,7 +518,9 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                 id: JobId(j.id),
                 name: format!("{:06}-{}", j.id, j.package),
                 package: j.package.clone(),
+                owner: j.owner_name(),
             });
+            q.last_start.insert(j.owner_name(), Timestamp(BASE + t));
         }
         pending.retain(|i| !chosen.contains(i));
         q.pending
@@ -514,6 +542,7 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
     for (mean, n) in out.mean_wait.iter_mut().zip(count) {
         *mean /= n.max(1) as f64;
     }
+    out.start = start;
     out.weighted_completion = wsum / wtot;
     out.makespan = (*finish.iter().max().unwrap() - jobs[0].arrival) as f64;
     out
@@ -598,8 +627,24 @@ fn main() {
         policy.overdue_after =
             Duration::from_secs(args[i + 1].parse::<u64>().expect("hours") * 3600);
     }
+    if let Some(i) = args.iter().position(|a| a == "--fair-share-base") {
+        policy.fair_share_base = args[i + 1].parse().expect("a number");
+    }
+    if let Some(i) = args.iter().position(|a| a == "--half-life-hours") {
+        policy.fair_share_half_life =
+            Duration::from_secs_f64(args[i + 1].parse::<f64>().expect("hours") * 3600.0);
+    }
     if args.iter().any(|a| a == "--rank-only") {
         rank_10k(&mut Rng(seed), &policy);
+        return;
+    }
+    if args.iter().any(|a| a == "--fair-share-only") {
+        let sizes: &[usize] = if args.iter().any(|a| a == "--quick") {
+            &[50, 200]
+        } else {
+            &[50, 200, 1000]
+        };
+        fair_share(seed, &policy, sizes);
         return;
     }
     println!(
@@ -802,6 +847,93 @@ fn main() {
         );
     }
     rank_10k(&mut rng, &policy);
+    println!();
+    fair_share(seed, &policy, &[50, 200, 1000]);
+}
+
+/// Give the jobs owners, in runs as people submit (1–15 jobs at a time): `user0`, the
+/// heavy one, half the runs; `user1`–`user3` the rest. From its own generator, so the
+/// queue itself is the one the other tables see.
+fn assign_owners(rng: &mut Rng, jobs: &mut [Job]) {
+    let mut left = 0;
+    let mut owner = 0;
+    for j in jobs {
+        if left == 0 {
+            left = 1 + rng.below(15);
+            owner = if rng.f() < 0.5 { 0 } else { 1 + rng.below(3) };
+        }
+        left -= 1;
+        j.owner = owner;
+    }
+}
+
+/// Ours on the same queues, with one owner (no turns: the ranking as it was before fair
+/// share) and with four owners taking turns; max_parallel = 1.
+fn fair_share(seed: u64, policy: &Policy, sizes: &[usize]) {
+    println!(
+        "### Fair share: the same queues with one owner and with four (max_parallel = 1)
+"
+    );
+    println!(
+        "Fair share base {}, half-life {}.\n",
+        policy.fair_share_base,
+        spack_installer::time::short(policy.fair_share_half_life)
+    );
+    println!(
+        "Owners submit in runs of 1–15 jobs; `user0` makes half the runs, `user1`–`user3` the rest. One queue per row (seed {seed}).
+"
+    );
+    println!(
+        "| queue | arrivals | jobs | one owner | four owners, turns | change | user0 mean wait, one → four | others' mean wait, one → four |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut rng = Rng(seed);
+    let mut owners = Rng(seed ^ 0x0f0f_f00d);
+    let mut changes = Vec::new();
+    for shape in [Shape::Independent, Shape::Mixed, Shape::DependencyHeavy] {
+        for arrivals in [Arrivals::Burst, Arrivals::Stream, Arrivals::Overload] {
+            for &n in sizes {
+                let mut jobs = generate(&mut rng, n, shape, arrivals);
+                let one = simulate(&jobs, Who::Ours, 1, policy);
+                assign_owners(&mut owners, &mut jobs);
+                let four = simulate(&jobs, Who::Ours, 1, policy);
+                // Mean wait of user0's jobs and of the others', in either run.
+                let wait = |o: &Outcome, heavy: bool| {
+                    let w: Vec<f64> = jobs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, j)| (j.owner == 0) == heavy)
+                        .map(|(i, j)| (o.start[i] - j.arrival) as f64)
+                        .collect();
+                    w.iter().sum::<f64>() / w.len().max(1) as f64
+                };
+                let change = four.weighted_completion / one.weighted_completion - 1.0;
+                if arrivals != Arrivals::Overload {
+                    changes.push(change);
+                }
+                println!(
+                    "| {} | {} | {n} | {} | {} | {:+.1}% | {} → {} | {} → {} |",
+                    shape.name(),
+                    arrivals.name(),
+                    hours(one.weighted_completion),
+                    hours(four.weighted_completion),
+                    change * 100.0,
+                    hours(wait(&one, true)),
+                    hours(wait(&four, true)),
+                    hours(wait(&one, false)),
+                    hours(wait(&four, false)),
+                );
+            }
+        }
+    }
+    let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+    let worst = changes.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    println!();
+    println!(
+        "- Priority-weighted mean completion, every queue but the overload stress case: {:+.1}% on average with turns, {:+.1}% on the least favourable queue.",
+        mean * 100.0,
+        worst * 100.0
+    );
 }
 
 /// Rank 10 000 pending jobs, 21 times, and print the median and the maximum.
