@@ -6,8 +6,10 @@
 //! A finished record is opened only when its facts matter, and read once (finished
 //! records do not change): a failed or cancelled job of a package someone depends on (its
 //! owner and end: only the owner's own failures doom), the newest successful job of such
-//! a package (its end), and the newest [`TURN_MEMORY`] finished jobs (who was served
-//! when, for fair-share turns).
+//! a package by ID (its end tells whether the package was installed since a failure;
+//! jobs of one package never run together, so a later ID that succeeded almost always
+//! ended later too), and the newest [`TURN_MEMORY`] finished jobs (who started
+//! installs lately, for fair share).
 
 use crate::error::Result;
 use crate::history::History;
