@@ -3,8 +3,10 @@
 //!
 //! It reads only the newest [`RECORDS`] records of a package, and caches the answer
 //! until a newer done job of that package appears, so a scheduling decision never
-//! reads `done/` as a whole. The worker tells it which done jobs exist (it knows their
-//! names from listing `done/` at start and from the jobs it finishes).
+//! reads `done/` as a whole. `queue::build` asks it about every pending package (a
+//! submitter's own estimate is checked against it), for the worker and for `optimize`
+//! alike; the caller says which done jobs exist (the worker knows their names from
+//! listing `done/` at start and from the jobs it finishes).
 //!
 //! Spack's own `.spack/install_times.json` in each install prefix would be a second
 //! source; it is not read yet (finding the prefix of a package installed only as a

@@ -2,31 +2,51 @@
 //! records in memory; `optimize` reads them from the spool; both build the scheduler's
 //! input here, so the plan a person is shown is the plan the worker follows.
 //!
-//! Finished jobs are known by name only ([`FinishedIndex`]): listing `done/` costs one
-//! readdir and no file is opened, except the record of a failed dependency, to learn when
-//! it failed.
+//! Finished jobs are known by name ([`FinishedIndex`]): listing `done/` costs one readdir.
+//! A finished record is opened only when its facts matter, and read once (finished
+//! records do not change): a failed or cancelled job of a package someone depends on (its
+//! owner and end: only the owner's own failures doom), the newest successful job of such
+//! a package by ID (its end tells whether the package was installed since a failure;
+//! jobs of one package never run together, so a later ID that succeeded almost always
+//! ended later too), and the newest [`TURN_MEMORY`] finished jobs (who started
+//! installs lately, for fair share).
 
 use crate::error::Result;
+use crate::history::History;
 use crate::job::id::REJECTED_PACKAGE;
 use crate::job::{Job, JobId, JobName};
 use crate::scheduler::{FinishedJob, Outcome, PendingJob, QueueState, RunningJob};
 use crate::spool::{Dir, Spool, store};
 use crate::time::Timestamp;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// How many of the newest finished jobs tell who was served lately (fair share). An
+/// owner whose installs are all older than these counts as not served lately: with the
+/// default half-life of an hour, 64 installs span hours, and older starts weigh little.
+pub const TURN_MEMORY: usize = 64;
+
+/// What a finished record says that its name does not.
+#[derive(Debug, Clone)]
+struct Facts {
+    owner: Box<str>,
+    started_at: Option<Timestamp>,
+    finished_at: Timestamp,
+}
 
 /// Finished jobs by name: enough for dependencies without reading `done/`.
 #[derive(Debug, Default)]
 pub struct FinishedIndex {
-    done: HashSet<u64>,
-    /// Failed and cancelled jobs, with their package (for reasons).
-    bad: HashMap<u64, (Outcome, Box<str>)>,
-    /// The highest-ID finished job of each package, and when it finished (read lazily).
-    latest: HashMap<Box<str>, (u64, Outcome, Option<Timestamp>)>,
-    /// `finished_at` of records read so far.
-    times: RefCell<HashMap<u64, Timestamp>>,
+    /// Every finished job (rejected files aside): its outcome and package.
+    all: BTreeMap<u64, (Outcome, Box<str>)>,
+    /// Failed and cancelled jobs by package.
+    bad_by_package: HashMap<Box<str>, Vec<u64>>,
     /// Successful jobs by package, for estimates from history.
     done_by_package: HashMap<Box<str>, Vec<u64>>,
+    /// When a job ended, as the worker saw it end (saves reading its record for that).
+    ended: HashMap<u64, Timestamp>,
+    /// Records read so far (`None`: unreadable).
+    facts: RefCell<HashMap<u64, Option<Facts>>>,
 }
 
 impl FinishedIndex {
@@ -47,29 +67,20 @@ impl FinishedIndex {
         Ok(f)
     }
 
+    /// A job finished: `at` is when, if the caller knows (the worker that ended it).
     pub fn add(&mut self, name: &JobName, outcome: Outcome, at: Option<Timestamp>) {
-        match outcome {
-            Outcome::Done => {
-                self.done.insert(name.id.0);
-                self.done_by_package
-                    .entry(name.package.as_str().into())
-                    .or_default()
-                    .push(name.id.0);
-            }
-            _ => {
-                self.bad
-                    .insert(name.id.0, (outcome, name.package.as_str().into()));
-            }
-        }
+        let package: Box<str> = name.package.as_str().into();
+        let by_package = match outcome {
+            Outcome::Done => &mut self.done_by_package,
+            _ => &mut self.bad_by_package,
+        };
+        by_package
+            .entry(package.clone())
+            .or_default()
+            .push(name.id.0);
+        self.all.insert(name.id.0, (outcome, package));
         if let Some(t) = at {
-            self.times.borrow_mut().insert(name.id.0, t);
-        }
-        let e = self
-            .latest
-            .entry(name.package.as_str().into())
-            .or_insert((0, outcome, at));
-        if name.id.0 >= e.0 {
-            *e = (name.id.0, outcome, at);
+            self.ended.insert(name.id.0, t);
         }
     }
 
@@ -80,33 +91,62 @@ impl FinishedIndex {
 
     /// How a finished job ended, if it is known to have.
     pub fn outcome(&self, id: JobId) -> Option<Outcome> {
-        if self.done.contains(&id.0) {
-            Some(Outcome::Done)
-        } else {
-            self.bad.get(&id.0).map(|(o, _)| *o)
-        }
+        self.all.get(&id.0).map(|(o, _)| *o)
     }
 
     pub fn contains(&self, id: JobId) -> bool {
-        self.done.contains(&id.0) || self.bad.contains_key(&id.0)
+        self.all.contains_key(&id.0)
     }
 
-    /// When a failed or cancelled job finished, from its record (cached).
-    fn finished_at(&self, spool: &Spool, name: &JobName, o: Outcome) -> Timestamp {
-        if let Some(t) = self.times.borrow().get(&name.id.0) {
-            return *t;
+    /// What finished job `id`'s record says (cached).
+    fn facts(&self, spool: &Spool, id: u64) -> Option<Facts> {
+        if let Some(f) = self.facts.borrow().get(&id) {
+            return f.clone();
         }
-        let dir = if o == Outcome::Cancelled {
-            Dir::Cancelled
-        } else {
-            Dir::Failed
+        let (outcome, package) = self.all.get(&id)?;
+        let dir = match outcome {
+            Outcome::Done => Dir::Done,
+            Outcome::Failed => Dir::Failed,
+            Outcome::Cancelled => Dir::Cancelled,
         };
-        let t = store::read(spool, dir, name)
-            .ok()
-            .and_then(|j| j.state.finished_at)
-            .unwrap_or(Timestamp(0));
-        self.times.borrow_mut().insert(name.id.0, t);
-        t
+        let facts = match store::read(spool, dir, &JobName::new(JobId(id), package)) {
+            Ok(j) => Some(Facts {
+                owner: j.meta.owner.as_str().into(),
+                started_at: j.state.started_at,
+                finished_at: j
+                    .state
+                    .finished_at
+                    .or_else(|| self.ended.get(&id).copied())
+                    .unwrap_or(j.state.since),
+            }),
+            Err(e) => {
+                tracing::debug!("finished job {id} unread: {e}");
+                None
+            }
+        };
+        self.facts.borrow_mut().insert(id, facts.clone());
+        facts
+    }
+
+    /// Finished job `id` as the scheduler sees it; an unreadable record has no owner
+    /// (so it dooms no one by package) and ended when the worker saw it end, or at 0.
+    fn finished_job(&self, spool: &Spool, id: u64) -> Option<FinishedJob> {
+        let (outcome, package) = self.all.get(&id)?;
+        let facts = self.facts(spool, id);
+        Some(FinishedJob {
+            id: JobId(id),
+            name: JobName::new(JobId(id), package).to_string(),
+            package: package.to_string(),
+            owner: facts
+                .as_ref()
+                .map(|f| f.owner.to_string())
+                .unwrap_or_default(),
+            outcome: *outcome,
+            finished_at: facts
+                .map(|f| f.finished_at)
+                .or_else(|| self.ended.get(&id).copied())
+                .unwrap_or(Timestamp(0)),
+        })
     }
 }
 
@@ -117,70 +157,104 @@ pub fn pending_job(job: &Job) -> Option<PendingJob> {
         id: job.meta.id,
         name: job.meta.name.clone(),
         package: job.meta.package.clone(),
+        owner: job.meta.owner.clone(),
         priority: sub.priority,
         dependencies: sub.dependencies.clone(),
         after: sub.after.clone(),
         estimate: sub.estimated_time,
+        timeout: sub.timeout,
         submitted_at: job.meta.submitted_at,
     })
 }
 
-/// Assemble the scheduler's input.
+/// Assemble the scheduler's input, with estimates from `history` for every pending
+/// package that has successful installs (a submitter's own estimate is checked
+/// against them).
 pub fn build<'a>(
     spool: &Spool,
     pending: impl IntoIterator<Item = &'a Job>,
     running: impl IntoIterator<Item = &'a Job>,
     finished: &FinishedIndex,
+    history: &mut History,
 ) -> QueueState {
     let mut q = QueueState {
         pending: pending.into_iter().filter_map(pending_job).collect(),
         ..Default::default()
     };
-    q.running = running
-        .into_iter()
-        .map(|j| RunningJob {
+    let serve = |q: &mut QueueState, owner: &str, at: Timestamp| {
+        let t = q.last_start.entry(owner.to_string()).or_insert(at);
+        *t = (*t).max(at);
+    };
+    for j in running {
+        q.running.push(RunningJob {
             id: j.meta.id,
             name: j.meta.name.clone(),
             package: j.meta.package.clone(),
-        })
-        .collect();
-    for p in &q.pending {
-        for a in &p.after {
-            if let Some((o, pkg)) = finished.bad.get(&a.0) {
-                let name = JobName::new(*a, pkg);
-                let at = finished.finished_at(spool, &name, *o);
-                q.finished.insert(
-                    *a,
-                    FinishedJob {
-                        id: *a,
-                        name: name.to_string(),
-                        package: pkg.to_string(),
-                        outcome: *o,
-                        finished_at: at,
-                    },
-                );
-            }
-        }
-        for d in &p.dependencies {
-            if let Some((id, o, at)) = finished.latest.get(d.as_str()) {
-                let name = JobName::new(JobId(*id), d);
-                let at = match (at, o) {
-                    (Some(t), _) => *t,
-                    (None, Outcome::Done) => Timestamp(0),
-                    (None, _) => finished.finished_at(spool, &name, *o),
-                };
-                q.latest_by_package.insert(
-                    d.clone(),
-                    FinishedJob {
-                        id: JobId(*id),
-                        name: name.to_string(),
-                        package: d.clone(),
-                        outcome: *o,
-                        finished_at: at,
-                    },
-                );
-            }
+            owner: j.meta.owner.clone(),
+        });
+        if let Some(at) = j.state.started_at {
+            serve(&mut q, &j.meta.owner, at);
         }
     }
+    let ids: Vec<u64> = finished
+        .all
+        .keys()
+        .rev()
+        .take(TURN_MEMORY)
+        .copied()
+        .collect();
+    for id in ids {
+        if let Some(Facts {
+            owner,
+            started_at: Some(at),
+            ..
+        }) = finished.facts(spool, id)
+        {
+            serve(&mut q, &owner, at);
+            q.recent_starts
+                .entry(owner.to_string())
+                .or_default()
+                .push(at);
+        }
+    }
+    let mut packages: HashSet<&str> = HashSet::new();
+    for p in &q.pending {
+        for a in &p.after {
+            if let Some((o, _)) = finished.all.get(&a.0)
+                && *o != Outcome::Done
+                && let Some(f) = finished.finished_job(spool, a.0)
+            {
+                q.finished.insert(*a, f);
+            }
+        }
+        packages.extend(p.dependencies.iter().map(String::as_str));
+    }
+    let mut by_package = HashMap::new();
+    for d in packages {
+        let newest_done = finished
+            .done_by_package
+            .get(d)
+            .and_then(|ids| ids.iter().max());
+        let bad = finished.bad_by_package.get(d).into_iter().flatten();
+        let jobs: Vec<FinishedJob> = newest_done
+            .into_iter()
+            .chain(bad)
+            .filter_map(|&id| finished.finished_job(spool, id))
+            .collect();
+        if !jobs.is_empty() {
+            by_package.insert(d.to_string(), jobs);
+        }
+    }
+    q.finished_by_package = by_package;
+    let wanted: HashSet<&str> = q.pending.iter().map(|p| p.package.as_str()).collect();
+    let mut estimates = HashMap::new();
+    for pkg in wanted {
+        if let Some(ids) = finished.done_ids(pkg)
+            && let Some(d) = history.estimate(spool, pkg, ids)
+        {
+            estimates.insert(pkg.to_string(), d);
+        }
+    }
+    q.history = estimates;
     q
 }

@@ -1,6 +1,8 @@
 //! The spool queue end to end: the real binary, a real spool, real inotify, real
 //! processes and signals, and the fake Spack.
 
+#[path = "security/site.rs"]
+mod site;
 mod support;
 
 use nix::sys::signal::Signal;
@@ -338,4 +340,178 @@ fn worker_toml_follows_a_burst_of_short_jobs_without_waiting_for_the_heartbeat()
             t.contains("running = []") && (1..=5).all(|i| t.contains(&format!("-a{i}\"")))
         },
     );
+}
+
+// ---- one member cannot steer another member's outcome or turn (SECURITY.md 55-59) ----
+
+/// `optimize --json` as `who`: the jobs in plan order, with their reasons.
+fn plan_as(s: &site::Site, who: &site::Person) -> Vec<(String, String)> {
+    let out = s.cli(who, &["optimize", "--json"]);
+    assert!(
+        out.status.success(),
+        "optimize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A worker that takes every submission into pending/ but starts nothing (the queue is
+/// paused), once `n` jobs are pending.
+fn pending_behind_a_pause(s: &site::Site, n: usize) -> site::Worker {
+    s.pause();
+    let w = s.spawn_worker();
+    wait_until(
+        &format!("{n} pending jobs"),
+        Duration::from_secs(30),
+        || s.ls("pending").len() == n,
+    );
+    w
+}
+
+fn packages_in(s: &site::Site, dir: &str) -> Vec<String> {
+    s.ls(dir)
+        .into_iter()
+        .filter_map(|f| {
+            f.strip_suffix(".toml")
+                .and_then(|f| f.split_once('-'))
+                .map(|(_, p)| p.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn another_members_failed_job_of_a_package_does_not_fail_mine() {
+    if !site::root_or_skip("another_members_failed_job_of_a_package_does_not_fail_mine") {
+        return;
+    }
+    let u = site::users();
+    let mut s = site::Site::new("");
+    s.worker_env
+        .push(("SPACK_FAKE_FAIL".into(), "zlib@999".into()));
+    // alice queues hdf5 on zlib while a zlib job is pending; bob queues zlib@999.
+    s.submit(&u.alice, &["zlib"]);
+    s.submit(&u.alice, &["-p", "high", "hdf5", "-d", "zlib"]);
+    s.submit(&u.bob, &["zlib@999"]);
+    s.drain();
+    assert_eq!(
+        packages_in(&s, "failed"),
+        vec!["zlib"],
+        "only bob's zlib@999 fails"
+    );
+    let mut done = packages_in(&s, "done");
+    done.sort();
+    assert_eq!(done, vec!["hdf5", "zlib"]);
+    let installed: Vec<String> = s.installs().iter().map(|a| a[2].clone()).collect();
+    assert!(installed.contains(&"hdf5".to_string()), "{installed:?}");
+
+    // Her own dependency failing still fails her job: she named that package, her
+    // zlib@999 is what she meant it to wait for, and nothing installed zlib since.
+    s.submit(&u.alice, &["zlib@999"]);
+    s.submit(&u.alice, &["netcdf-c", "-d", "zlib"]);
+    s.drain();
+    let failed = s.ls("failed");
+    let netcdf = failed
+        .iter()
+        .find(|f| f.ends_with("-netcdf-c.toml"))
+        .unwrap_or_else(|| panic!("netcdf-c did not fail: {failed:?}"));
+    let hers = failed
+        .iter()
+        .find(|f| {
+            f.ends_with("-zlib.toml")
+                && s.read(&format!("failed/{f}")).contains("owner = \"alice\"")
+        })
+        .unwrap();
+    let rec = s.read(&format!("failed/{netcdf}"));
+    let why = format!(
+        "reason = \"dependency {} failed\"",
+        hers.trim_end_matches(".toml")
+    );
+    assert!(rec.contains(&why), "{why} not in {rec}");
+}
+
+#[test]
+fn a_short_declared_estimate_does_not_beat_what_the_queue_knows() {
+    if !site::root_or_skip("a_short_declared_estimate_does_not_beat_what_the_queue_knows") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    // No history: bob's "one second" with a 30-day timeout is believed to take 15 days.
+    s.submit(&u.alice, &["-p", "high", "hdf5"]);
+    s.submit(
+        &u.bob,
+        &["-p", "low", "-t", "1s", "--timeout", "30d", "llvm"],
+    );
+    let w = pending_behind_a_pause(&s, 2);
+    let plan = plan_as(&s, &u.alice);
+    assert!(plan[0].0.ends_with("-hdf5"), "{plan:?}");
+    assert!(
+        plan[1]
+            .1
+            .contains("takes ~15d00h (its timeout ÷ the multiplier; its own estimate is shorter)"),
+        "{plan:?}"
+    );
+    drop(w);
+    s.unpause();
+    s.drain();
+
+    // With history (llvm took 3 s), a shorter declared estimate is not believed.
+    let mut s = site::Site::new("");
+    s.worker_env
+        .push(("SPACK_FAKE_DELAYS".into(), "llvm=3".into()));
+    s.submit(&u.bob, &["llvm"]);
+    s.drain();
+    s.submit(&u.alice, &["-p", "medium", "-t", "3s", "hdf5"]);
+    s.submit(&u.bob, &["-p", "low", "-t", "1s", "llvm"]);
+    let _w = pending_behind_a_pause(&s, 2);
+    let plan = plan_as(&s, &u.alice);
+    assert!(plan[0].0.ends_with("-hdf5"), "{plan:?}");
+    assert!(
+        plan[1]
+            .1
+            .contains("(past installs; its own estimate is shorter)"),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn owners_take_turns_ten_jobs_of_bob_then_one_of_alice() {
+    if !site::root_or_skip("owners_take_turns_ten_jobs_of_bob_then_one_of_alice") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    let bobs: Vec<String> = (1..=10).map(|i| format!("bobpkg{i}")).collect();
+    for b in &bobs {
+        s.submit(&u.bob, &["-p", "high", b]);
+    }
+    s.submit(&u.alice, &["-p", "high", "alicepkg"]);
+    let w = pending_behind_a_pause(&s, 11);
+    let plan = plan_as(&s, &u.bob);
+    let at = plan
+        .iter()
+        .position(|(n, _)| n.ends_with("-alicepkg"))
+        .unwrap();
+    assert!(at <= 1, "alice's job is place {} of {plan:?}", at + 1);
+    assert!(
+        plan[at].1.contains(
+            "fair share among 2 owners of ready high jobs: alice started 0.0 installs lately"
+        ),
+        "{plan:?}"
+    );
+    drop(w);
+    s.unpause();
+    s.drain();
+    let order: Vec<String> = s.installs().iter().map(|a| a[2].clone()).collect();
+    assert_eq!(order.len(), 11, "{order:?}");
+    let at = order.iter().position(|p| p == "alicepkg").unwrap();
+    assert!(at <= 2, "alice's job was install {} of {order:?}", at + 1);
 }

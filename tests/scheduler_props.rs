@@ -1,8 +1,8 @@
 //! Properties of the scheduler over generated queues, simulated with `plan` and
 //! `Plan::to_start` exactly as the worker calls them: a job never starts before what it
 //! depends on, related jobs never run side by side, nothing waits silently for ever, no
-//! job is passed by later submissions beyond the documented bound, and the ranking is
-//! deterministic.
+//! job is passed by later submissions beyond the documented bound, owners of one priority
+//! take turns, and the ranking is deterministic.
 
 use proptest::prelude::*;
 use spack_installer::job::{JobId, Priority};
@@ -16,11 +16,13 @@ use std::time::Duration;
 const PACKAGES: &[&str] = &[
     "zlib", "bzip2", "hdf5", "netcdf", "gcc", "openmpi", "cmake", "boost",
 ];
+const OWNERS: &[&str] = &["alice", "bob", "carol"];
 const T0: u64 = 1_800_000_000;
 
 #[derive(Debug, Clone)]
 struct Spec {
     package: usize,
+    owner: usize,
     priority: Priority,
     deps: Vec<usize>,
     after: Vec<usize>,
@@ -32,7 +34,7 @@ struct Spec {
 
 fn spec() -> impl Strategy<Value = Spec> {
     (
-        0..PACKAGES.len(),
+        (0..PACKAGES.len(), 0..OWNERS.len()),
         prop_oneof![
             Just(Priority::High),
             Just(Priority::Medium),
@@ -47,8 +49,9 @@ fn spec() -> impl Strategy<Value = Spec> {
         prop_oneof![0u64..40 * 3600, (0u64..40).prop_map(|h| h * 3600)],
     )
         .prop_map(
-            |(package, priority, deps, after, estimate, actual, age)| Spec {
+            |((package, owner), priority, deps, after, estimate, actual, age)| Spec {
                 package,
+                owner,
                 priority,
                 deps: deps.into_iter().filter(|&d| d != package).collect(),
                 after,
@@ -72,6 +75,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
                 id: JobId(id),
                 name: format!("{id:06}-{}", PACKAGES[s.package]),
                 package: PACKAGES[s.package].to_string(),
+                owner: OWNERS[s.owner].to_string(),
                 priority: s.priority,
                 dependencies: s.deps.iter().map(|&d| PACKAGES[d].to_string()).collect(),
                 // `after` names earlier jobs only, as intake requires.
@@ -82,6 +86,7 @@ fn queue(specs: &[Spec]) -> Vec<PendingJob> {
                     .map(|&a| JobId(a as u64 + 1))
                     .collect(),
                 estimate: s.estimate.map(Duration::from_secs),
+                timeout: None,
                 submitted_at: Timestamp(T0 - ages[i]),
             }
         })
@@ -92,25 +97,77 @@ fn status_of<'p, 'q>(p: &'p Plan<'q>, id: JobId) -> &'p Readiness<'q> {
     &p.order.iter().find(|r| r.id == id).unwrap().status
 }
 
-/// Record a finished job where the scheduler looks for it: by ID, and as its package's
-/// latest.
-fn record_finished(
-    q: &mut QueueState,
-    id: JobId,
-    name: &str,
-    package: &str,
-    outcome: Outcome,
-    at: Timestamp,
-) {
+/// Record a finished job where the scheduler looks for it: by ID, and among its
+/// package's finished jobs.
+fn record_finished(q: &mut QueueState, job: &RunningJob, outcome: Outcome, at: Timestamp) {
     let f = FinishedJob {
-        id,
-        name: name.to_string(),
-        package: package.to_string(),
+        id: job.id,
+        name: job.name.clone(),
+        package: job.package.clone(),
+        owner: job.owner.clone(),
         outcome,
         finished_at: at,
     };
-    q.finished.insert(id, f.clone());
-    q.latest_by_package.insert(package.to_string(), f);
+    q.finished.insert(job.id, f.clone());
+    q.finished_by_package
+        .entry(job.package.clone())
+        .or_default()
+        .push(f);
+}
+
+/// Fair share in one plan: in each priority class, the ready jobs that are not overdue
+/// (and those held only because an earlier job of their package goes first) are dealt
+/// so that each place goes to the job worth most once its value per hour is divided by
+/// `fair_share_base` to the power of its owner's recent installs: no later job of
+/// another owner was worth more, discounted by that owner's use at the time. (An owner's
+/// use changes only when it is dealt a place, so the use reported for its next job is
+/// the one it had then.)
+fn check_turns(q: &QueueState, p: &Plan, policy: &Policy) -> Result<(), TestCaseError> {
+    for class in [Priority::High, Priority::Medium, Priority::Low] {
+        let dealt: Vec<(&str, f64)> = p
+            .order
+            .iter()
+            .filter(|r| match &r.status {
+                Readiness::Ready => true,
+                Readiness::Conflict(why) => why.starts_with("an earlier"),
+                _ => false,
+            })
+            .filter(|r| !r.reason().contains("overdue"))
+            .filter_map(|r| {
+                let j = q.pending.iter().find(|j| j.id == r.id).unwrap();
+                (j.priority == class).then(|| {
+                    let discounted = r.fair_share_usage().map_or(r.worth_per_hour(), |u| {
+                        r.worth_per_hour() * policy.fair_share_base.powf(-u)
+                    });
+                    (j.owner.as_str(), discounted)
+                })
+            })
+            .collect();
+        let owners: std::collections::HashSet<&str> = dealt.iter().map(|d| d.0).collect();
+        if owners.len() < 2 {
+            continue;
+        }
+        for (k, &(owner, worth)) in dealt.iter().enumerate() {
+            for o in &owners {
+                if *o == owner {
+                    continue;
+                }
+                if let Some(&(_, next)) = dealt[k + 1..].iter().find(|d| d.0 == *o) {
+                    prop_assert!(
+                        next <= worth * (1.0 + 1e-9),
+                        "place {} went to {} (worth {}) though {} had a job worth {}: {:?}",
+                        k,
+                        owner,
+                        worth,
+                        o,
+                        next,
+                        &p.order
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Run the queue to the end with `m` builders, checking every decision.
@@ -132,6 +189,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         ..Default::default()
     };
     let mut running: Vec<(u64, RunningJob)> = Vec::new();
+    let mut started: HashMap<JobId, Timestamp> = HashMap::new();
     let mut outcome: HashMap<JobId, Outcome> = HashMap::new();
     let mut t = T0;
     for _ in 0..10 * jobs.len() + 10 {
@@ -142,12 +200,15 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             pending: q.pending.iter().rev().cloned().collect(),
             running: q.running.clone(),
             finished: q.finished.clone(),
-            latest_by_package: q.latest_by_package.clone(),
+            finished_by_package: q.finished_by_package.clone(),
             history: q.history.clone(),
+            last_start: q.last_start.clone(),
+            recent_starts: q.recent_starts.clone(),
         };
         shuffled.running.reverse();
         let again = plan(&shuffled, now, &policy);
         prop_assert_eq!(&p.order, &again.order);
+        check_turns(&q, &p, &policy)?;
 
         // The worker fails doomed jobs.
         let doomed: Vec<JobId> = p.doomed().map(|(r, _)| r.id).collect();
@@ -158,14 +219,13 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             for id in &doomed {
                 let job = q.pending.iter().find(|j| j.id == *id).unwrap().clone();
                 outcome.insert(job.id, Outcome::Failed);
-                record_finished(
-                    &mut q,
-                    job.id,
-                    &job.name,
-                    &job.package,
-                    Outcome::Failed,
-                    now,
-                );
+                let r = RunningJob {
+                    id: job.id,
+                    name: job.name.clone(),
+                    package: job.package.clone(),
+                    owner: job.owner.clone(),
+                };
+                record_finished(&mut q, &r, Outcome::Failed, now);
             }
             q.pending.retain(|j| !doomed.contains(&j.id));
             plan(&q, now, &policy)
@@ -249,7 +309,10 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
                 id: job.id,
                 name: job.name.clone(),
                 package: job.package.clone(),
+                owner: job.owner.clone(),
             };
+            q.last_start.insert(job.owner.clone(), now);
+            started.insert(job.id, now);
             q.running.push(r.clone());
             running.push((t + actual[&job.id], r));
         }
@@ -263,14 +326,11 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
         t = end;
         q.running.retain(|x| x.id != r.id);
         outcome.insert(r.id, Outcome::Done);
-        record_finished(
-            &mut q,
-            r.id,
-            &r.name,
-            &r.package,
-            Outcome::Done,
-            Timestamp(t),
-        );
+        record_finished(&mut q, &r, Outcome::Done, Timestamp(t));
+        q.recent_starts
+            .entry(r.owner.clone())
+            .or_default()
+            .push(started[&r.id]);
     }
     prop_assert!(false, "the simulation did not end");
     Ok(())
@@ -294,10 +354,12 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
         id: JobId(1),
         name: "000001-llvm".into(),
         package: "llvm".into(),
+        owner: "alice".into(),
         priority: Priority::Low,
         dependencies: vec![],
         after: vec![],
         estimate: Some(Duration::from_secs(4 * 3600)),
+        timeout: None,
         submitted_at: Timestamp(T0 - policy.starvation_bound().as_secs()),
     }];
     for i in 2..50u64 {
@@ -305,10 +367,12 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
             id: JobId(i),
             name: format!("{i:06}-lib{i}"),
             package: format!("lib{i}"),
+            owner: "bob".into(),
             priority: Priority::High,
             dependencies: vec![],
             after: vec![],
             estimate: Some(Duration::from_secs(60)),
+            timeout: None,
             submitted_at: Timestamp(T0 - 3600 + i),
         });
     }
@@ -326,4 +390,67 @@ fn a_job_behind_the_bound_goes_before_every_later_submission() {
     // One second earlier it is not overdue, and the short high jobs go first.
     let p = plan(&q, Timestamp(T0 - 1), &policy);
     assert_ne!(p.to_start(0, 1), vec![JobId(1)]);
+}
+
+/// One builder, owners of one class, jobs of equal worth: starts alternate, however
+/// many one owner queued (with any base over 1); and when one owner's jobs are worth ten
+/// times more, with a base of 2 the other still starts after at most four of them
+/// (2^4 > 10) each time.
+#[test]
+fn owners_take_turns_on_one_builder() {
+    // Any base over 1 alternates owners of equal worth; 2 makes the bound on a more
+    // valuable owner's run short enough to state (2^4 > 10).
+    let policy = Policy {
+        fair_share_base: 2.0,
+        ..Policy::default()
+    };
+    let run = |policy: &Policy, bob_secs: u64| {
+        let job = |id: u64, owner: &str, secs: u64| PendingJob {
+            id: JobId(id),
+            name: format!("{id:06}-p{id}"),
+            package: format!("p{id}"),
+            owner: owner.into(),
+            priority: Priority::High,
+            dependencies: vec![],
+            after: vec![],
+            estimate: Some(Duration::from_secs(secs)),
+            timeout: None,
+            submitted_at: Timestamp(T0),
+        };
+        let mut q = QueueState {
+            pending: (1..=20)
+                .map(|i| job(i, "bob", bob_secs))
+                .chain((21..=23).map(|i| job(i, "alice", 600)))
+                .collect(),
+            ..Default::default()
+        };
+        let mut owners = Vec::new();
+        let mut t = T0;
+        while !q.pending.is_empty() {
+            let id = plan(&q, Timestamp(t), policy).to_start(0, 1)[0];
+            let i = q.pending.iter().position(|j| j.id == id).unwrap();
+            let j = q.pending.remove(i);
+            q.last_start.insert(j.owner.clone(), Timestamp(t));
+            q.recent_starts
+                .entry(j.owner.clone())
+                .or_default()
+                .push(Timestamp(t));
+            t += j.estimate.unwrap().as_secs();
+            owners.push(if j.owner == "bob" { 'b' } else { 'a' });
+        }
+        owners.into_iter().collect::<String>()
+    };
+    let alternate = format!("bababab{}", "b".repeat(16));
+    assert_eq!(run(&Policy::default(), 600), alternate);
+    assert_eq!(run(&policy, 600), alternate);
+    let order = run(&policy, 60);
+    let gaps: Vec<usize> = order.split('a').map(str::len).collect();
+    assert!(
+        gaps[..3].iter().all(|&g| g <= 4),
+        "alice waited behind more than four of bob's jobs: {order}"
+    );
+    assert!(
+        gaps[0] >= 1,
+        "bob's jobs are worth more, one goes first: {order}"
+    );
 }

@@ -36,11 +36,14 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let pending = read(Dir::Pending)?;
     let running = read(Dir::Running)?;
     let finished = FinishedIndex::load(&ctx.spool)?;
-    let q = queue::build(&ctx.spool, &pending, &running, &finished);
+    let mut history = crate::history::History::default();
+    let q = queue::build(&ctx.spool, &pending, &running, &finished, &mut history);
     let policy = Policy {
         max_parallel: cfg.max_parallel.value,
         default_estimate: cfg.default_estimate.value,
         overdue_after: cfg.overdue_after.value,
+        timeout_multiplier: cfg.timeout_multiplier.value,
+        ..Policy::default()
     };
     let plan = scheduler::plan(&q, Timestamp::now(), &policy);
     let rows: Vec<Row> = plan

@@ -762,10 +762,12 @@ impl Worker {
             id,
             name: JobName::new(id, sub.spec.package()).to_string(),
             package: sub.spec.package().to_string(),
+            owner: identity::user_name(uid),
             priority: sub.priority,
             dependencies: sub.dependencies.clone(),
             after: sub.after.clone(),
             estimate: sub.estimated_time,
+            timeout: sub.timeout,
             submitted_at: now,
         });
         let plan = scheduler::plan(&q, now, &self.policy());
@@ -973,30 +975,19 @@ impl Worker {
             max_parallel: self.slots(),
             default_estimate: self.cfg.default_estimate.value,
             overdue_after: self.cfg.overdue_after.value,
+            timeout_multiplier: self.cfg.timeout_multiplier.value,
+            ..Policy::default()
         }
     }
 
     fn queue_state(&self) -> QueueState {
-        let mut q = queue::build(
+        queue::build(
             &self.spool,
             self.pending.values().filter(|j| self.schedulable(j)),
             self.running.values().map(|r| &r.job),
             &self.finished,
-        );
-        // Jobs without an estimate of their own: the median of past installs.
-        for job in self.pending.values() {
-            if job.submission().is_some_and(|s| s.estimated_time.is_none())
-                && !q.history.contains_key(&job.meta.package)
-                && let Some(ids) = self.finished.done_ids(&job.meta.package)
-                && let Some(d) =
-                    self.history
-                        .borrow_mut()
-                        .estimate(&self.spool, &job.meta.package, ids)
-            {
-                q.history.insert(job.meta.package.clone(), d);
-            }
-        }
-        q
+            &mut self.history.borrow_mut(),
+        )
     }
 
     /// Something the plan depends on changed: plan afresh before starting anything.
@@ -1026,8 +1017,10 @@ impl Worker {
     /// queue changed; when only an install ended that no pending job cares about, the
     /// ready jobs of the last plan are still ready and still in the same order (no
     /// other job's readiness, chain or estimate depends on it), so they are taken from
-    /// it, for at most [`PLAN_REUSE`] (after which aging may reorder them). A long queue
-    /// then costs one plan per second, not one per install.
+    /// it, for at most [`PLAN_REUSE`] (after which aging may reorder them, and fair-share
+    /// turns catch up with the installs that ended: until then the owner whose install
+    /// ended still counts it as a turn taken, which only favours the others). A long
+    /// queue then costs one plan per second, not one per install.
     fn schedule(&mut self) {
         if self.backoff_until.is_some() || !self.dirty {
             return;

@@ -81,10 +81,13 @@ pub fn queue(n: usize, shape: Shape, now: Timestamp) -> QueueState {
             id,
             name: format!("{:06}-{package}", id.0),
             package,
+            // Eight owners, so the fair-share turns are part of what is timed.
+            owner: format!("user{}", id.0 % 8),
             priority,
             dependencies,
             after,
             estimate,
+            timeout: None,
             submitted_at: Timestamp(now.0.saturating_sub(rng.below(8 * 3600))),
         });
     }

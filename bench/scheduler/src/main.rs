@@ -13,10 +13,15 @@
 //! - **ours**: `spack_installer::scheduler::plan` and `Plan::to_start`, as the worker
 //!   calls them.
 //!
+//! The tables of the three policies have one owner for every job (fair share then
+//! changes nothing); the *Fair share* table runs ours on the same queues with one owner
+//! and with four (one heavy), to show what taking turns costs.
+//!
 //! Run: `cargo run --release --manifest-path bench/scheduler/Cargo.toml [-- --seed N]`;
 //! `-- --cores` runs the CPU-budget simulation of [`cores`] instead, `-- --dag` the
 //! DAG-aware queue of [`dag`].
-//! It prints the Markdown tables of BENCHMARKS-scheduler.md.
+//! It prints the Markdown tables of BENCHMARKS-scheduler.md; `-- --fair-share-only`
+//! prints only the fair-share table.
 
 mod cores;
 mod dag;
@@ -68,19 +73,27 @@ struct Job {
     /// How long it really takes, in seconds.
     actual: u64,
     arrival: u64,
+    /// Who submitted it (`user0` … ); 0 unless [`assign_owners`] says otherwise.
+    owner: usize,
 }
 
 impl Job {
+    fn owner_name(&self) -> String {
+        format!("user{}", self.owner)
+    }
+
     /// The job as the scheduler sees it, submitted at `submitted` (seconds).
     fn pending(&self, submitted: u64) -> PendingJob {
         PendingJob {
             id: JobId(self.id),
             name: format!("{:06}-{}", self.id, self.package),
             package: self.package.clone(),
+            owner: self.owner_name(),
             priority: self.priority,
             dependencies: self.deps.clone(),
             after: vec![],
             estimate: self.estimate,
+            timeout: None,
             submitted_at: Timestamp(submitted),
         }
     }
@@ -268,6 +281,7 @@ fn generate(rng: &mut Rng, n: usize, shape: Shape, arrivals: Arrivals) -> Vec<Jo
             history,
             actual,
             arrival: t as u64,
+            owner: 0,
         });
         tiers.push(tier);
     }
@@ -322,6 +336,8 @@ struct Outcome {
     rank_max: Duration,
     /// The longest a ready job waited past the starvation bound behind a later arrival.
     order_violations: usize,
+    /// When each job started (seconds).
+    start: Vec<u64>,
 }
 
 fn class(p: Priority) -> usize {
@@ -351,6 +367,7 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
     let mut out = Outcome::default();
     // Ours: the scheduler's own view, kept up to date rather than rebuilt.
     let mut q = QueueState::default();
+    let mut recent = std::collections::VecDeque::new();
     for j in jobs {
         if let Some(h) = j.history {
             q.history.insert(j.package.clone(), h);
@@ -376,6 +393,15 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                 finish[i] = t;
                 done += 1;
                 q.running.retain(|r| r.id.0 != jobs[i].id);
+                // The worker remembers the starts of the newest 64 finished jobs.
+                recent.push_back((jobs[i].owner_name(), Timestamp(BASE + start[i])));
+                if recent.len() > 64 {
+                    recent.pop_front();
+                }
+                q.recent_starts.clear();
+                for (o, at) in &recent {
+                    q.recent_starts.entry(o.clone()).or_default().push(*at);
+                }
             } else {
                 k += 1;
             }
@@ -497,7 +523,9 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
                 id: JobId(j.id),
                 name: format!("{:06}-{}", j.id, j.package),
                 package: j.package.clone(),
+                owner: j.owner_name(),
             });
+            q.last_start.insert(j.owner_name(), Timestamp(BASE + t));
         }
         pending.retain(|i| !chosen.contains(i));
         q.pending
@@ -519,6 +547,7 @@ fn simulate(jobs: &[Job], who: Who, m: usize, policy: &Policy) -> Outcome {
     for (mean, n) in out.mean_wait.iter_mut().zip(count) {
         *mean /= n.max(1) as f64;
     }
+    out.start = start;
     out.weighted_completion = wsum / wtot;
     out.makespan = (*finish.iter().max().unwrap() - jobs[0].arrival) as f64;
     out
@@ -603,6 +632,13 @@ fn main() {
         policy.overdue_after =
             Duration::from_secs(args[i + 1].parse::<u64>().expect("hours") * 3600);
     }
+    if let Some(i) = args.iter().position(|a| a == "--fair-share-base") {
+        policy.fair_share_base = args[i + 1].parse().expect("a number");
+    }
+    if let Some(i) = args.iter().position(|a| a == "--half-life-hours") {
+        policy.fair_share_half_life =
+            Duration::from_secs_f64(args[i + 1].parse::<f64>().expect("hours") * 3600.0);
+    }
     if args.iter().any(|a| a == "--cores") {
         cores::run(seed);
         return;
@@ -613,6 +649,15 @@ fn main() {
     }
     if args.iter().any(|a| a == "--rank-only") {
         rank_10k(&mut Rng(seed), &policy);
+        return;
+    }
+    if args.iter().any(|a| a == "--fair-share-only") {
+        let sizes: &[usize] = if args.iter().any(|a| a == "--quick") {
+            &[50, 200]
+        } else {
+            &[50, 200, 1000]
+        };
+        fair_share(seed, &policy, sizes);
         return;
     }
     println!(
@@ -815,6 +860,93 @@ fn main() {
         );
     }
     rank_10k(&mut rng, &policy);
+    println!();
+    fair_share(seed, &policy, &[50, 200, 1000]);
+}
+
+/// Give the jobs owners, in runs as people submit (1–15 jobs at a time): `user0`, the
+/// heavy one, half the runs; `user1`–`user3` the rest. From its own generator, so the
+/// queue itself is the one the other tables see.
+fn assign_owners(rng: &mut Rng, jobs: &mut [Job]) {
+    let mut left = 0;
+    let mut owner = 0;
+    for j in jobs {
+        if left == 0 {
+            left = 1 + rng.below(15);
+            owner = if rng.f() < 0.5 { 0 } else { 1 + rng.below(3) };
+        }
+        left -= 1;
+        j.owner = owner;
+    }
+}
+
+/// Ours on the same queues, with one owner (no turns: the ranking as it was before fair
+/// share) and with four owners taking turns; max_parallel = 1.
+fn fair_share(seed: u64, policy: &Policy, sizes: &[usize]) {
+    println!(
+        "### Fair share: the same queues with one owner and with four (max_parallel = 1)
+"
+    );
+    println!(
+        "Fair share base {}, half-life {}.\n",
+        policy.fair_share_base,
+        spack_installer::time::short(policy.fair_share_half_life)
+    );
+    println!(
+        "Owners submit in runs of 1–15 jobs; `user0` makes half the runs, `user1`–`user3` the rest. One queue per row (seed {seed}).
+"
+    );
+    println!(
+        "| queue | arrivals | jobs | one owner | four owners, turns | change | user0 mean wait, one → four | others' mean wait, one → four |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut rng = Rng(seed);
+    let mut owners = Rng(seed ^ 0x0f0f_f00d);
+    let mut changes = Vec::new();
+    for shape in [Shape::Independent, Shape::Mixed, Shape::DependencyHeavy] {
+        for arrivals in [Arrivals::Burst, Arrivals::Stream, Arrivals::Overload] {
+            for &n in sizes {
+                let mut jobs = generate(&mut rng, n, shape, arrivals);
+                let one = simulate(&jobs, Who::Ours, 1, policy);
+                assign_owners(&mut owners, &mut jobs);
+                let four = simulate(&jobs, Who::Ours, 1, policy);
+                // Mean wait of user0's jobs and of the others', in either run.
+                let wait = |o: &Outcome, heavy: bool| {
+                    let w: Vec<f64> = jobs
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, j)| (j.owner == 0) == heavy)
+                        .map(|(i, j)| (o.start[i] - j.arrival) as f64)
+                        .collect();
+                    w.iter().sum::<f64>() / w.len().max(1) as f64
+                };
+                let change = four.weighted_completion / one.weighted_completion - 1.0;
+                if arrivals != Arrivals::Overload {
+                    changes.push(change);
+                }
+                println!(
+                    "| {} | {} | {n} | {} | {} | {:+.1}% | {} → {} | {} → {} |",
+                    shape.name(),
+                    arrivals.name(),
+                    hours(one.weighted_completion),
+                    hours(four.weighted_completion),
+                    change * 100.0,
+                    hours(wait(&one, true)),
+                    hours(wait(&four, true)),
+                    hours(wait(&one, false)),
+                    hours(wait(&four, false)),
+                );
+            }
+        }
+    }
+    let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+    let worst = changes.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    println!();
+    println!(
+        "- Priority-weighted mean completion, every queue but the overload stress case: {:+.1}% on average with turns, {:+.1}% on the least favourable queue.",
+        mean * 100.0,
+        worst * 100.0
+    );
 }
 
 /// Rank 10 000 pending jobs, 21 times, and print the median and the maximum.
@@ -830,20 +962,7 @@ fn rank_10k(rng: &mut Rng, policy: &Policy) {
             q.history.insert(j.package.clone(), h);
         }
     }
-    let mut wall = Vec::new();
-    let mut times: Vec<Duration> = (0..21)
-        .map(|_| {
-            let (w, c) = (Instant::now(), cpu_now());
-            let p = scheduler::plan(&q, Timestamp(BASE + 3600), policy);
-            let e = cpu_now() - c;
-            wall.push(w.elapsed());
-            assert_eq!(p.order.len(), 10_000);
-            assert_eq!(p.doomed().count(), 0, "{:?}", p.doomed().next());
-            e
-        })
-        .collect();
-    times.sort();
-    wall.sort();
+    let (times, wall) = time_21(&q, policy);
     let edges: usize = q.pending.iter().map(|p| p.dependencies.len()).sum();
     println!();
     println!(
@@ -853,4 +972,32 @@ fn rank_10k(rng: &mut Rng, policy: &Policy) {
         wall[0].as_secs_f64() * 1e3,
         wall[10].as_secs_f64() * 1e3
     );
+    // The same jobs, of four owners taking turns.
+    assign_owners(&mut Rng(0x0f0f_f00d), &mut big);
+    q.pending = big.iter().map(|j| j.pending(BASE)).collect();
+    let (times, _) = time_21(&q, policy);
+    println!(
+        "The same 10 000 jobs of four owners (fair share deals every class): CPU time median {:.2} ms, max {:.2} ms.",
+        times[10].as_secs_f64() * 1e3,
+        times[20].as_secs_f64() * 1e3,
+    );
+}
+
+/// CPU and wall time of 21 plans of `q`, each sorted.
+fn time_21(q: &QueueState, policy: &Policy) -> (Vec<Duration>, Vec<Duration>) {
+    let mut wall = Vec::new();
+    let mut times: Vec<Duration> = (0..21)
+        .map(|_| {
+            let (w, c) = (Instant::now(), cpu_now());
+            let p = scheduler::plan(q, Timestamp(BASE + 3600), policy);
+            let e = cpu_now() - c;
+            wall.push(w.elapsed());
+            assert_eq!(p.order.len(), 10_000);
+            assert_eq!(p.doomed().count(), 0, "{:?}", p.doomed().next());
+            e
+        })
+        .collect();
+    times.sort();
+    wall.sort();
+    (times, wall)
 }
