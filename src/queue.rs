@@ -15,11 +15,12 @@ use crate::error::Result;
 use crate::history::History;
 use crate::job::id::REJECTED_PACKAGE;
 use crate::job::{Job, JobId, JobName};
-use crate::scheduler::{FinishedJob, Outcome, PendingJob, QueueState, RunningJob};
+use crate::scheduler::{Dag, FinishedJob, Outcome, PendingJob, QueueState, RunningJob};
 use crate::spool::{Dir, Spool, store};
 use crate::time::Timestamp;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 /// How many of the newest finished jobs tell who was served lately (fair share). An
 /// owner whose installs are all older than these counts as not served lately: with the
@@ -150,6 +151,22 @@ impl FinishedIndex {
     }
 }
 
+/// What the concretization stage recorded of a job's DAG, as the scheduler sees it
+/// (`None` before it is concretized, and for a job linked to another's install).
+pub fn dag_of(job: &Job) -> Option<Dag> {
+    let c = job
+        .state
+        .concrete
+        .as_ref()
+        .filter(|c| c.same_as.is_none())?;
+    let short = c.hash.get(..7)?;
+    Some(Dag {
+        root: format!("{}@{}/{short}", job.meta.package, c.version),
+        builds: c.to_build.clone(),
+        estimate: c.estimate_s.map(Duration::from_secs),
+    })
+}
+
 /// A pending record as the scheduler sees it (`None` for a rejected record).
 pub fn pending_job(job: &Job) -> Option<PendingJob> {
     let sub = job.submission()?;
@@ -177,10 +194,15 @@ pub fn build<'a>(
     finished: &FinishedIndex,
     history: &mut History,
 ) -> QueueState {
-    let mut q = QueueState {
-        pending: pending.into_iter().filter_map(pending_job).collect(),
-        ..Default::default()
+    let mut q = QueueState::default();
+    let mut dag = |j: &Job| {
+        if let Some(d) = dag_of(j) {
+            q.dag.insert(j.meta.id, d);
+        }
     };
+    let pending: Vec<&Job> = pending.into_iter().inspect(|j| dag(j)).collect();
+    let running: Vec<&Job> = running.into_iter().inspect(|j| dag(j)).collect();
+    q.pending = pending.into_iter().filter_map(pending_job).collect();
     let serve = |q: &mut QueueState, owner: &str, at: Timestamp| {
         let t = q.last_start.entry(owner.to_string()).or_insert(at);
         *t = (*t).max(at);

@@ -156,6 +156,25 @@ pub struct QueueState {
     /// When the finished installs the queue remembers started, by owner: their recent
     /// use of the builders, for fair share (running installs count in full).
     pub recent_starts: HashMap<String, Vec<Timestamp>>,
+    /// What Spack said each concretized job (pending or running) will build.
+    pub dag: HashMap<JobId, Dag>,
+}
+
+/// A concretized job's DAG as the scheduler needs it. A job waits for a pending or
+/// running job whose root it would build (that job builds it first, whatever its
+/// outcome: a failure only means this one builds it itself), and two jobs that would
+/// build a node in common never run at the same time (one would wait on Spack's lock
+/// holding a slot, or, on a cluster, build it twice).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dag {
+    /// The root, as `NAME@VERSION/HASH7`.
+    pub root: String,
+    /// The nodes not installed when it was concretized, in the same form.
+    pub builds: Vec<String>,
+    /// What the queue knows of its build time: the sum over `builds` of each package's
+    /// estimate (this queue's history, else Spack's install times). Preferred to the
+    /// package's history, which is of whole jobs that built other DAGs.
+    pub estimate: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -288,6 +307,16 @@ impl QueueState {
     /// does not take one second. A short estimate without a timeout is believed: the
     /// install is then killed at estimate × the multiplier, so the lie costs the liar.
     pub fn estimate(&self, job: &PendingJob, policy: &Policy) -> (Duration, &'static str) {
+        if let Some(d) = self.dag.get(&job.id).and_then(|d| d.estimate) {
+            return match job.estimate {
+                Some(e) if e > d => (e, "its own estimate"),
+                Some(_) => (
+                    d,
+                    "the packages its DAG builds; its own estimate is shorter",
+                ),
+                None => (d, "the packages its DAG builds"),
+            };
+        }
         let history = self.history.get(&job.package).copied();
         let implied = job
             .timeout
@@ -377,6 +406,22 @@ fn graph(q: &QueueState) -> Graph {
             .push(i);
     }
 
+    // Each concretized job's root, by its `NAME@VERSION/HASH7`.
+    #[derive(Clone, Copy)]
+    enum Place {
+        Pending(usize),
+        Running(usize),
+    }
+    let mut roots: FastMap<&str, Vec<(JobId, Place)>> = FastMap::default();
+    for (id, d) in &q.dag {
+        let place = match (index.get(id), running_index.get(id)) {
+            (Some(&i), _) => Place::Pending(i),
+            (None, Some(&r)) => Place::Running(r),
+            (None, None) => continue,
+        };
+        roots.entry(d.root.as_str()).or_default().push((*id, place));
+    }
+
     let mut waits = vec![Vec::new(); n];
     let mut on_running = vec![Vec::new(); n];
     let mut doom: Vec<Option<String>> = vec![None; n];
@@ -405,6 +450,18 @@ fn graph(q: &QueueState) -> Graph {
             } else if let Some(f) = own_failure(q.finished_by_package.get(pkg), job) {
                 doom[i] = Some(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
                 break;
+            }
+        }
+        // The DAG: wait for the jobs whose root this one would build.
+        if let Some(mine) = q.dag.get(&job.id) {
+            for b in &mine.builds {
+                for &(other, j) in roots.get(b.as_str()).into_iter().flatten() {
+                    match j {
+                        Place::Pending(j) if j != i => waits[i].push(j),
+                        Place::Running(r) if other != job.id => on_running[i].push(r),
+                        _ => {}
+                    }
+                }
             }
         }
         waits[i].sort_unstable();
@@ -636,6 +693,12 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
     }
 
     let running_packages: FastSet<&str> = q.running.iter().map(|r| r.package.as_str()).collect();
+    let running_nodes: FastSet<&str> = q
+        .running
+        .iter()
+        .filter_map(|r| q.dag.get(&r.id))
+        .flat_map(|d| d.builds.iter().map(String::as_str))
+        .collect();
     let mut status: Vec<Readiness<'q>> = (0..n)
         .map(|i| {
             let p = &q.pending[i];
@@ -659,6 +722,15 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
             }
             if running_packages.contains(p.package.as_str()) {
                 return Readiness::Conflict(format!("another {} job is running", p.package));
+            }
+            if let Some(node) = q
+                .dag
+                .get(&p.id)
+                .and_then(|d| d.builds.iter().find(|b| running_nodes.contains(b.as_str())))
+            {
+                return Readiness::Conflict(format!(
+                    "a running job builds {node}, which it would build too"
+                ));
             }
             Readiness::Ready
         })
@@ -701,6 +773,7 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
     // Among ready jobs, two of one package may not start together: the later is held
     // for this round.
     let mut taken: FastSet<&str> = FastSet::default();
+    let mut taken_nodes: FastSet<&str> = FastSet::default();
     let order = order
         .into_iter()
         .map(|key| {
@@ -709,6 +782,17 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
             let mut status = std::mem::replace(&mut status[i], Readiness::Ready);
             if status == Readiness::Ready && !taken.insert(p.package.as_str()) {
                 status = Readiness::Conflict(format!("an earlier {} job goes first", p.package));
+            }
+            // Nor two that would build a node in common.
+            let builds = q.dag.get(&p.id).map(|d| d.builds.as_slice()).unwrap_or(&[]);
+            if status == Readiness::Ready {
+                if let Some(node) = builds.iter().find(|b| taken_nodes.contains(b.as_str())) {
+                    status = Readiness::Conflict(format!(
+                        "an earlier job builds {node}, which it would build too"
+                    ));
+                } else {
+                    taken_nodes.extend(builds.iter().map(String::as_str));
+                }
             }
             let r = &rank[i];
             let (estimate, estimate_from) = q.estimate(p, policy);
@@ -998,6 +1082,143 @@ mod tests {
 
     fn ids(p: &Plan) -> Vec<u64> {
         p.order.iter().map(|r| r.id.0).collect()
+    }
+
+    fn dag(root: &str, builds: &[&str]) -> Dag {
+        Dag {
+            root: root.into(),
+            builds: builds.iter().map(|s| s.to_string()).collect(),
+            estimate: None,
+        }
+    }
+
+    #[test]
+    fn a_job_waits_for_the_job_whose_root_its_dag_builds_whatever_that_ends_as() {
+        let mut q = QueueState {
+            pending: vec![
+                job(1, "hdf5", Priority::High, &[]),
+                job(2, "zlib", Priority::Low, &[]),
+            ],
+            ..Default::default()
+        };
+        q.dag.insert(
+            JobId(1),
+            dag(
+                "hdf5@1.14/aaaaaaa",
+                &["zlib@1.3/bbbbbbb", "hdf5@1.14/aaaaaaa"],
+            ),
+        );
+        q.dag
+            .insert(JobId(2), dag("zlib@1.3/bbbbbbb", &["zlib@1.3/bbbbbbb"]));
+        let p = plan(&q, Timestamp(2000), &Policy::default());
+        assert_eq!(ids(&p), vec![2, 1], "no hand-written dependency needed");
+        assert_eq!(p.order[1].status, Readiness::Waiting(vec!["000002-zlib"]));
+        // zlib running: hdf5 still waits for it.
+        let running = QueueState {
+            pending: vec![q.pending[0].clone()],
+            running: vec![RunningJob {
+                id: JobId(2),
+                name: "000002-zlib".into(),
+                package: "zlib".into(),
+                owner: "bob".into(),
+            }],
+            dag: q.dag.clone(),
+            ..Default::default()
+        };
+        let p = plan(&running, Timestamp(2000), &Policy::default());
+        assert_eq!(p.order[0].status, Readiness::Waiting(vec!["000002-zlib"]));
+        // zlib failed (bob's): hdf5 is not doomed by it; Spack builds zlib itself.
+        let mut after = QueueState {
+            pending: running.pending.clone(),
+            dag: running.dag.clone(),
+            ..Default::default()
+        };
+        after.finished.insert(
+            JobId(2),
+            FinishedJob {
+                id: JobId(2),
+                name: "000002-zlib".into(),
+                package: "zlib".into(),
+                owner: "bob".into(),
+                outcome: Outcome::Failed,
+                finished_at: Timestamp(1500),
+            },
+        );
+        let p = plan(&after, Timestamp(2000), &Policy::default());
+        assert_eq!(p.order[0].status, Readiness::Ready);
+    }
+
+    #[test]
+    fn two_jobs_that_would_build_a_node_in_common_never_start_together() {
+        let mut q = QueueState {
+            pending: vec![
+                job(1, "hdf5", Priority::High, &[]),
+                job(2, "netcdf-c", Priority::High, &[]),
+                job(3, "bzip2", Priority::High, &[]),
+            ],
+            ..Default::default()
+        };
+        q.dag.insert(
+            JobId(1),
+            dag("hdf5@1/aaaaaaa", &["zlib@1.3/bbbbbbb", "hdf5@1/aaaaaaa"]),
+        );
+        q.dag.insert(
+            JobId(2),
+            dag(
+                "netcdf-c@4/ccccccc",
+                &["zlib@1.3/bbbbbbb", "netcdf-c@4/ccccccc"],
+            ),
+        );
+        q.dag
+            .insert(JobId(3), dag("bzip2@1/ddddddd", &["bzip2@1/ddddddd"]));
+        let p = plan(&q, Timestamp(2000), &Policy::default());
+        let started = p.to_start(0, 3);
+        assert_eq!(started.len(), 2, "{:?}", p.order);
+        assert!(started.contains(&JobId(3)));
+        let held = p
+            .order
+            .iter()
+            .find(|r| matches!(r.status, Readiness::Conflict(_)))
+            .expect("one is held");
+        assert_eq!(
+            held.status,
+            Readiness::Conflict(
+                "an earlier job builds zlib@1.3/bbbbbbb, which it would build too".into()
+            )
+        );
+        // While one of them runs, the other is held too.
+        let running = QueueState {
+            pending: vec![q.pending[1].clone()],
+            running: vec![RunningJob {
+                id: JobId(1),
+                name: "000001-hdf5".into(),
+                package: "hdf5".into(),
+                owner: "alice".into(),
+            }],
+            dag: q.dag.clone(),
+            ..Default::default()
+        };
+        let p = plan(&running, Timestamp(2000), &Policy::default());
+        assert!(p.to_start(1, 3).is_empty(), "{:?}", p.order);
+    }
+
+    #[test]
+    fn the_dags_estimate_is_what_the_queue_knows() {
+        let mut q = QueueState {
+            pending: vec![job(1, "hdf5", Priority::High, &[])],
+            ..Default::default()
+        };
+        q.history.insert("hdf5".into(), Duration::from_secs(60));
+        let mut d = dag("hdf5@1/aaaaaaa", &["hdf5@1/aaaaaaa"]);
+        d.estimate = Some(Duration::from_secs(3600));
+        q.dag.insert(JobId(1), d);
+        let p = Policy::default();
+        assert_eq!(
+            q.estimate(&q.pending[0], &p),
+            (Duration::from_secs(3600), "the packages its DAG builds")
+        );
+        q.pending[0].estimate = Some(Duration::from_secs(10));
+        assert_eq!(q.estimate(&q.pending[0], &p).0, Duration::from_secs(3600));
     }
 
     #[test]

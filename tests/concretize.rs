@@ -15,6 +15,8 @@ openmpi 5.0.3 zlib hwloc
 hwloc 2.9.1
 zlib 1.3.1
 gcc 13.2.0
+netcdf-c 4.9.2 zlib
+bzip2 1.0.8
 ";
 
 /// A spool whose fake Spack knows `REPO` and keeps a store, with the stage on as given.
@@ -324,4 +326,78 @@ fn estimates_for_packages_never_built_here_come_from_the_install_tree() {
     assert!(show.contains("(no estimate)"), "{show}");
     s.ok(&["worker", "stop"]);
     w.wait(Duration::from_secs(20));
+}
+
+/// Concretize everything while paused, then let the queue run.
+fn concretized_then_resumed(s: &TestSpool, jobs: usize) -> support::WorkerProc {
+    let w = s.spawn_worker(&[]);
+    wait_until("all concretized", Duration::from_secs(30), || {
+        s.ls("pending").len() == jobs
+            && s.ls("pending").iter().all(|f| {
+                fs::read_to_string(s.path(&format!("pending/{f}")))
+                    .is_ok_and(|r| r.contains("[state.concrete]"))
+            })
+    });
+    s.ok(&["resume"]);
+    w
+}
+
+#[test]
+fn a_job_waits_for_the_job_whose_root_is_in_its_dag_without_being_told() {
+    let s = spool("required", "");
+    s.ok(&["pause"]);
+    s.ok(&["submit", "-p", "high", "hdf5"]);
+    s.ok(&["submit", "-p", "low", "zlib"]);
+    let mut w = concretized_then_resumed(&s, 2);
+    let plan = s.ok(&["optimize"]);
+    assert!(plan.contains("waits for 000002-zlib"), "{plan}");
+    wait_until("both done", Duration::from_secs(30), || {
+        s.ls("done").len() == 2
+    });
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+    let order: Vec<String> = s
+        .installs_without_jobs()
+        .iter()
+        .map(|a| a[3].rsplit('/').next().unwrap().to_string())
+        .collect();
+    assert_eq!(order, vec!["000002-zlib.json", "000001-hdf5.json"]);
+}
+
+#[test]
+fn two_jobs_that_would_build_a_node_in_common_do_not_run_at_once() {
+    let mut s = spool("required", "max_parallel = 3\n");
+    s.env.push(("SPACK_FAKE_DELAY".into(), "0.3".into()));
+    s.ok(&["pause"]);
+    // Both build zlib; bzip2 shares nothing with them.
+    s.ok(&["submit", "hdf5", "netcdf-c", "bzip2"]);
+    let mut w = concretized_then_resumed(&s, 3);
+    wait_until("all done", Duration::from_secs(60), || {
+        s.ls("done").len() == 3
+    });
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+    let events = fs::read_to_string(s.dir.path().join("events.log")).unwrap();
+    let span = |pkg: &str| -> (u128, u128) {
+        let at = |what: &str| -> u128 {
+            events
+                .lines()
+                .find(|l| l.starts_with(&format!("{what} {pkg} ")))
+                .unwrap_or_else(|| panic!("no {what} of {pkg}: {events}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (at("start"), at("end"))
+    };
+    let (h, n, b) = (span("hdf5"), span("netcdf-c"), span("bzip2"));
+    assert!(
+        h.1 <= n.0 || n.1 <= h.0,
+        "hdf5 {h:?} and netcdf-c {n:?} overlapped"
+    );
+    // bzip2 shared nothing: it ran beside the first of them.
+    let first = if h.0 < n.0 { h } else { n };
+    assert!(b.0 < first.1, "bzip2 {b:?} waited for {first:?}");
 }

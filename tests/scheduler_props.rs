@@ -204,6 +204,7 @@ fn simulate(specs: &[Spec], m: usize) -> Result<(), TestCaseError> {
             history: q.history.clone(),
             last_start: q.last_start.clone(),
             recent_starts: q.recent_starts.clone(),
+            dag: q.dag.clone(),
         };
         shuffled.running.reverse();
         let again = plan(&shuffled, now, &policy);

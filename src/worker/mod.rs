@@ -997,16 +997,18 @@ impl Worker {
         self.lanes.look = true;
     }
 
-    /// Whether the end of job `name` can change the plan: a pending job waits for it
-    /// (by ID or package), or shares its package (a conflict ends; its estimate may
-    /// change with one more install in the history).
-    fn concerns_pending(&self, name: &JobName) -> bool {
+    /// Whether the end of `job` can change the plan: a pending job waits for it (by ID,
+    /// package or DAG), shares its package or a node it builds (a conflict ends; its
+    /// estimate may change with one more install in the history), or is linked to it.
+    fn concerns_pending(&self, job: &Job) -> bool {
+        let name = job.name();
+        let builds = job.state.concrete.as_ref().map(|c| c.to_build.as_slice());
         self.pending.values().any(|j| {
             j.meta.package == name.package
-                || j.state
-                    .concrete
-                    .as_ref()
-                    .is_some_and(|c| c.same_as == Some(name.id))
+                || j.state.concrete.as_ref().is_some_and(|c| {
+                    c.same_as == Some(name.id)
+                        || builds.is_some_and(|b| c.to_build.iter().any(|n| b.contains(n)))
+                })
                 || j.submission().is_some_and(|s| {
                     s.after.contains(&name.id) || s.dependencies.contains(&name.package)
                 })
@@ -1339,7 +1341,7 @@ impl Worker {
         // A slot is free. The last plan still holds unless a pending job cares how this
         // one ended.
         self.dirty = true;
-        if self.concerns_pending(&r.job.name()) {
+        if self.concerns_pending(&r.job) {
             self.plan_cache = None;
         }
         let mut job = r.job;
