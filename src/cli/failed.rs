@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             continue;
         };
         let view = JobView::of(&ctx.spool, Dir::Failed, &job, now);
-        let tail = crate::worker::tail(&ctx.spool.log_path(name), 8 * 1024)
+        let tail = crate::executor::progress::tail(&ctx.spool.log_path(name), 8 * 1024)
             .map(|t| {
                 let lines: Vec<&str> = t
                     .lines()

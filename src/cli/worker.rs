@@ -154,7 +154,7 @@ fn start(ctx: &Ctx, a: StartArgs) -> Result<i32> {
     let end = Instant::now() + Duration::from_secs(15);
     while Instant::now() < end {
         if let Some(st) = child.try_wait().ok().flatten() {
-            let tail = crate::worker::tail(&log, 2048).unwrap_or_default();
+            let tail = crate::executor::progress::tail(&log, 2048).unwrap_or_default();
             return Err(Error::Other(format!(
                 "the worker exited at once ({st}); its log {} says:\n{tail}",
                 log.display()

@@ -22,6 +22,7 @@ use crate::config::ExecutorKind;
 use crate::config::{Config, DependencyFailure};
 use crate::error::{Error, IoContext, Result};
 use crate::executor::budget::{self, Jobserver};
+use crate::executor::progress::last_error_line;
 use crate::executor::{
     Executor, Exit, Handle, Launch, Reattach, clean_env,
     dry_run::DryRunExecutor,
@@ -1710,24 +1711,4 @@ fn append_log(path: &std::path::Path, text: &str) {
     {
         let _ = f.write_all(text.as_bytes());
     }
-}
-
-/// The last `==> Error:` line of a log, for the reason of a failed job.
-pub fn last_error_line(path: &std::path::Path) -> Option<String> {
-    let text = tail(path, 16 * 1024)?;
-    text.lines()
-        .rev()
-        .find(|l| l.starts_with("==> Error:"))
-        .map(|l| l.chars().take(300).collect())
-}
-
-/// The last `n` bytes of a file, lossily decoded.
-pub fn tail(path: &std::path::Path, n: u64) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    let len = f.metadata().ok()?.len();
-    f.seek(SeekFrom::Start(len.saturating_sub(n))).ok()?;
-    let mut buf = Vec::new();
-    f.read_to_end(&mut buf).ok()?;
-    Some(String::from_utf8_lossy(&buf).into_owned())
 }
