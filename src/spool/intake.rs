@@ -415,6 +415,39 @@ pub fn finish(spool: &Spool, job: &Job) -> Result<()> {
     )
 }
 
+/// The job claims in `tmp/` as the disk has them: (ID, ticket).
+pub fn leftover_claims(spool: &Spool) -> Result<Vec<(JobId, String)>> {
+    let tmp = spool.dir(Dir::Tmp);
+    let mut out: Vec<(JobId, String)> = std::fs::read_dir(&tmp)
+        .at("list", &tmp)?
+        .flatten()
+        .filter_map(|e| parse_claim_name(e.file_name().to_str()?))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// How old a dotfile in `incoming/` must be to count as abandoned: a submitter writes
+/// one and renames it within a second, so one a day old belongs to one that was killed.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(86_400);
+
+/// Dotfiles (and links) in `incoming/` older than [`STALE_TEMP_AGE`]: the temp files of
+/// killed submitters, which nobody else would ever remove. Directories are left alone.
+pub fn stale_temp_files(spool: &Spool) -> Result<Vec<std::path::PathBuf>> {
+    let dir = spool.dir(Dir::Incoming);
+    let cutoff = std::time::SystemTime::now() - STALE_TEMP_AGE;
+    Ok(std::fs::read_dir(&dir)
+        .at("list", &dir)?
+        .flatten()
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(b"."))
+        .filter(|e| {
+            std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| !m.is_dir() && m.modified().is_ok_and(|t| t < cutoff))
+        })
+        .map(|e| e.path())
+        .collect())
+}
+
 /// Remove a claimed entry; a directory someone dropped is removed with its content.
 pub fn remove_claim(path: &Path) -> Result<()> {
     match std::fs::symlink_metadata(path) {

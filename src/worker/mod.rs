@@ -322,7 +322,12 @@ impl Worker {
             if self.backoff_until.is_some_and(|t| now < t) {
                 continue;
             }
-            self.backoff_until = None;
+            // The back-off is over: retry now, from what is on disk (the log said "retrying
+            // in 1s"; the next periodic rescan may be minutes away).
+            if self.backoff_until.take().is_some() {
+                rescan = true;
+                self.retry_claims();
+            }
             if !self.stuck_claims.is_empty() {
                 let claims = std::mem::take(&mut self.stuck_claims);
                 self.process_claims(claims);
@@ -338,6 +343,7 @@ impl Worker {
                 }
                 self.intake_scan(Some(SETTLE));
                 self.track_cluster();
+                self.check_running_files();
                 if now >= self.last_prune + PRUNE_EVERY {
                     self.prune_receipts();
                 }
@@ -354,13 +360,72 @@ impl Worker {
                 self.write_status(self.current_state());
             }
         }
+        // Installs that ended but whose outcome could not be recorded (a failing disk):
+        // one last try, else the next start's recovery finishes them from running/.
+        for (id, exit) in std::mem::take(&mut self.deferred_exits) {
+            self.on_exit(id, exit);
+        }
         self.write_status(WorkerState::Stopped);
         tracing::info!("worker stopped");
         Ok(())
     }
 
+    /// Claims in `tmp/`, as the disk has them, after an I/O error: one whose record
+    /// exists gets its receipt and is removed (intake's last steps); one without a record
+    /// is taken in again. A half-failed batch is thereby finished from the directory, not
+    /// from a list in memory that may have missed some.
+    fn retry_claims(&mut self) {
+        let claims = match intake::leftover_claims(&self.spool) {
+            Ok(c) => c,
+            Err(e) => return self.io_error(e),
+        };
+        for (id, ticket) in claims {
+            if self.stuck_claims.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            match store::locate(&self.spool, id) {
+                Ok(Some((dir, name))) => {
+                    let done = store::read(&self.spool, dir, &name)
+                        .and_then(|job| intake::finish(&self.spool, &job));
+                    if let Err(e) = done {
+                        return self.io_error(e);
+                    }
+                }
+                Ok(None) => self.stuck_claims.push((id, ticket)),
+                Err(e) => return self.io_error(e),
+            }
+        }
+    }
+
+    /// Whether the install of `id` has ended and only its outcome waits to be recorded.
+    fn ended(&self, id: JobId) -> bool {
+        self.deferred_exits.iter().any(|(i, _)| *i == id)
+    }
+
+    /// Warn (once) about a running job whose `running/` file someone removed by hand: the
+    /// worker still records the install's outcome when it ends, which brings it back.
+    fn check_running_files(&mut self) {
+        for r in self.running.values() {
+            let name = r.job.name();
+            let path = self.spool.job_path(Dir::Running, &name);
+            if std::fs::symlink_metadata(&path).is_err()
+                && !self.ended(name.id)
+                && self.unreadable.insert(format!("running/{name}"))
+            {
+                tracing::warn!(
+                    job = %name,
+                    "{} was removed by hand while its install runs; the install goes on and its \
+                     outcome will be recorded when it ends (cancel it with `spack-installer cancel {}`)",
+                    path.display(),
+                    name.id
+                );
+            }
+        }
+    }
+
     /// Receipts are a courtesy for `submit`: remove those older than a day (spool-layout.md,
-    /// *Receipts*), so `receipts/` does not grow by one file per submission for ever.
+    /// *Receipts*), so `receipts/` does not grow by one file per submission for ever. The
+    /// temp files of killed submitters in `incoming/` go after a day too.
     fn prune_receipts(&mut self) {
         self.last_prune = Instant::now();
         match intake::old_receipts(&self.spool) {
@@ -370,6 +435,20 @@ impl Worker {
                 }
             }
             Err(e) => tracing::warn!("receipts not pruned: {e}"),
+        }
+        match intake::stale_temp_files(&self.spool) {
+            Ok(old) => {
+                for path in old {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => tracing::info!(
+                            "removed {}: a submitter's temp file, untouched for a day",
+                            path.display()
+                        ),
+                        Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("stale temp files not removed: {e}"),
         }
     }
 
@@ -384,13 +463,24 @@ impl Worker {
     }
 
     fn should_exit(&self) -> bool {
+        // An install that has ended and waits only for its outcome to be written does not
+        // hold up a stop: the last try after the loop, or the next start, records it.
+        if self.draining && self.running.keys().all(|id| self.ended(*id)) {
+            return true;
+        }
         if !self.running.is_empty() {
             return false;
         }
-        if self.draining {
-            return true;
-        }
         if self.opts.until_idle {
+            // Not idle while something waits for a retry: a claim without a record, an
+            // outcome not yet written, a job dropped from memory by a failed start.
+            if self.backoff_until.is_some()
+                || !self.stuck_claims.is_empty()
+                || !self.deferred_exits.is_empty()
+                || intake::leftover_claims(&self.spool).is_ok_and(|c| !c.is_empty())
+            {
+                return false;
+            }
             let incoming = intake::candidates(&self.spool, None)
                 .map(|(c, _)| c.is_empty())
                 .unwrap_or(true);
@@ -437,6 +527,12 @@ impl Worker {
         if self.backoff_until.is_none() {
             tracing::error!("{e}; retrying in {:?}", self.backoff);
         }
+        self.backoff_until = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+    }
+
+    /// Back off as after an I/O error that was already reported.
+    fn io_error_quiet(&mut self) {
         self.backoff_until = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
     }
@@ -878,10 +974,10 @@ impl Worker {
                         job.state.reason = Some(format!("cancelled by {who}"));
                         job.state.finished_at = Some(now);
                         job.state.since = now;
-                        rewrite(&self.spool, Dir::Pending, &job)
-                            .and_then(|_| {
-                                move_job(&self.spool, &name, Dir::Pending, Dir::Cancelled)
-                            })
+                        let result = rewrite(&self.spool, Dir::Pending, &job).and_then(|_| {
+                            move_job(&self.spool, &name, Dir::Pending, Dir::Cancelled)
+                        });
+                        self.settle(result, &name, Dir::Pending, Dir::Cancelled)
                             .map(|_| format!("cancelled {name}"))
                     }
                 };
@@ -1045,9 +1141,18 @@ impl Worker {
         job.state.reason = Some(why.clone());
         job.state.finished_at = Some(now);
         job.state.since = now;
-        match rewrite(&self.spool, Dir::Pending, &job)
-            .and_then(|_| move_job(&self.spool, &name, Dir::Pending, Dir::Failed))
-        {
+        let result = if transition::moved(&self.spool, &name, Dir::Pending, Dir::Failed) {
+            Ok(())
+        } else if !self.spool.job_path(Dir::Pending, &name).exists() {
+            // Removed by hand: nothing to fail, and never recreated from memory.
+            self.pending.remove(&id);
+            self.pending_mtime.remove(&id);
+            return;
+        } else {
+            rewrite(&self.spool, Dir::Pending, &job)
+                .and_then(|_| move_job(&self.spool, &name, Dir::Pending, Dir::Failed))
+        };
+        match self.settle(result, &name, Dir::Pending, Dir::Failed) {
             Ok(()) => {
                 tracing::warn!(job_id = id.0, job = %name, "failed: {why}");
                 self.pending.remove(&id);
@@ -1077,8 +1182,10 @@ impl Worker {
         // Neither step of *start* is fsynced to its directory: a power cut that undoes
         // them finds the job back in pending/ (spool-layout.md, *Durability*).
         if let Err(e) = move_job_as(&self.spool, &name, Dir::Pending, Dir::Running, Content) {
-            // Gone (an admin moved it) or an I/O error: reread the directory later.
+            // Gone (an admin moved it) or an I/O error: forget it, mtime included, so the
+            // rescan after the back-off reads pending/ afresh and finds it if it is there.
             self.pending.remove(&id);
+            self.pending_mtime.remove(&id);
             return self.io_error(e);
         }
         self.pending.remove(&id);
@@ -1261,8 +1368,7 @@ impl Worker {
         } else {
             Content
         };
-        let result = rewrite_as(&self.spool, Dir::Running, &job, durable)
-            .and_then(|_| move_job_as(&self.spool, &name, Dir::Running, state.dir(), durable));
+        let result = self.record_outcome(&job, durable);
         match result {
             Ok(()) => {
                 tracing::info!(job_id = id.0, job = %name, exit_code = exit.code(), state = %state, "{reason}");
@@ -1292,6 +1398,49 @@ impl Worker {
             }
         }
         self.status_changed();
+    }
+
+    /// *finish* on disk, judged from the disk: a retry after a move whose rename was done
+    /// but whose fsync failed finds the job already in its directory and stops there; it
+    /// never writes `running/NAME` again from memory (that made a second copy that could
+    /// never be moved). A `running/` file removed by hand is written anew, and said so.
+    fn record_outcome(&mut self, job: &Job, durable: Durable) -> Result<()> {
+        let name = job.name();
+        let to = job.state.state.dir();
+        if transition::moved(&self.spool, &name, Dir::Running, to) {
+            return Ok(());
+        }
+        if !self.spool.job_path(Dir::Running, &name).exists() {
+            tracing::warn!(
+                job = %name,
+                "running/{} was removed by hand while its install ran; writing its outcome anew",
+                name.file_name()
+            );
+        }
+        let result = rewrite_as(&self.spool, Dir::Running, job, durable)
+            .and_then(|_| move_job_as(&self.spool, &name, Dir::Running, to, durable));
+        self.settle(result, &name, Dir::Running, to)
+    }
+
+    /// The result of a *move* (after any rewrite), with a half-failed one resolved from
+    /// the disk: if the rename was done and only the fsync failed, the job is where it was
+    /// sent, which is what the caller must go on from. The error is still logged (and
+    /// backed off from): a power cut may undo the move, and recovery then finishes it,
+    /// since the record already says the new state.
+    fn settle(&mut self, result: Result<()>, name: &JobName, from: Dir, to: Dir) -> Result<()> {
+        match result {
+            Err(e) if transition::moved(&self.spool, name, from, to) => {
+                tracing::error!(
+                    job = %name,
+                    "moved to {}/, but {e}; a power cut may undo the move, which the next \
+                     start then finishes",
+                    to.name()
+                );
+                self.io_error_quiet();
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     fn remember_finished(&mut self, name: &JobName) {
@@ -1427,7 +1576,12 @@ impl Worker {
                     "interrupting {} running install(s); they go back to pending/",
                     self.running.len()
                 );
-                for r in self.running.values_mut() {
+                let ended: Vec<JobId> = self.deferred_exits.iter().map(|(i, _)| *i).collect();
+                for (id, r) in self.running.iter_mut() {
+                    // Already ended: its outcome stands, it is not to be requeued.
+                    if ended.contains(id) {
+                        continue;
+                    }
                     if !matches!(r.stop, Some(StopReason::Cancel { .. })) {
                         r.stop = Some(StopReason::Shutdown);
                     }
