@@ -46,10 +46,13 @@ pub enum Dir {
     Logs,
     Receipts,
     Tmp,
+    /// Entries set aside because they could be neither taken nor removed: for an admin
+    /// to inspect and remove (as Postfix's `corrupt/`).
+    Quarantine,
 }
 
 impl Dir {
-    pub const ALL: [Dir; 9] = [
+    pub const ALL: [Dir; 10] = [
         Dir::Incoming,
         Dir::Pending,
         Dir::Running,
@@ -59,6 +62,7 @@ impl Dir {
         Dir::Logs,
         Dir::Receipts,
         Dir::Tmp,
+        Dir::Quarantine,
     ];
     /// The directories that hold job files, earliest state first.
     pub const STATES: [Dir; 5] = [
@@ -82,6 +86,7 @@ impl Dir {
             Dir::Logs => "logs",
             Dir::Receipts => "receipts",
             Dir::Tmp => "tmp",
+            Dir::Quarantine => "quarantine",
         }
     }
 
@@ -92,6 +97,8 @@ impl Dir {
             // setgid: files are written here and renamed into the group-readable state
             // directories, so they must get the spool's group, not the worker's own.
             Dir::Tmp => 0o2700,
+            // What members dropped and nobody could remove: the worker user and root only.
+            Dir::Quarantine => 0o2700,
             _ => 0o2750,
         }
     }
@@ -104,7 +111,7 @@ impl Dir {
             Dir::Done => Some(State::Done),
             Dir::Failed => Some(State::Failed),
             Dir::Cancelled => Some(State::Cancelled),
-            Dir::Incoming | Dir::Logs | Dir::Receipts | Dir::Tmp => None,
+            Dir::Incoming | Dir::Logs | Dir::Receipts | Dir::Tmp | Dir::Quarantine => None,
         }
     }
 }

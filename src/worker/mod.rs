@@ -45,6 +45,10 @@ use std::time::{Duration, Instant};
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// How often the worker removes old receipts (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How many `incoming/` entries one pass of intake takes before the loop plans and starts
+/// jobs again; the rest wait for the next pass, at once. Owners take turns within a pass
+/// ([`fair_order`]).
+const INTAKE_BATCH: usize = 64;
 /// How many finished jobs `worker.toml` lists.
 const RECENT: usize = 10;
 
@@ -155,6 +159,8 @@ pub struct Worker {
     backoff: Duration,
     /// Claims whose record could not be written yet (an I/O error): retried after backoff.
     stuck_claims: Vec<(JobId, String)>,
+    /// `incoming/` entries found but left for the next pass of intake ([`INTAKE_BATCH`]).
+    intake_backlog: Vec<String>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
     /// The ready jobs of the last plan, best first, while nothing they depend on has
@@ -180,6 +186,22 @@ impl Worker {
                 spool.root().display()
             ))
         })?;
+        // A spool made before quarantine/ existed gets it from its worker (which owns
+        // the spool root), not a refusal to start.
+        let quarantine = spool.dir(Dir::Quarantine);
+        if !quarantine.is_dir() {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .mode(Dir::Quarantine.mode())
+                .create(&quarantine)
+                .and_then(|_| {
+                    std::fs::set_permissions(
+                        &quarantine,
+                        std::fs::Permissions::from_mode(Dir::Quarantine.mode()),
+                    )
+                })
+                .at("create", &quarantine)?;
+        }
         for d in Dir::ALL {
             if !spool.dir(d).is_dir() {
                 return Err(Error::Other(format!(
@@ -245,6 +267,7 @@ impl Worker {
             backoff_until: None,
             backoff: Duration::from_secs(1),
             stuck_claims: Vec::new(),
+            intake_backlog: Vec::new(),
             settle_scan_at: None,
             last_prune: now,
             dirty: true,
@@ -347,9 +370,7 @@ impl Worker {
                 if now >= self.last_prune + PRUNE_EVERY {
                     self.prune_receipts();
                 }
-            } else if !names.is_empty() {
-                names.sort();
-                names.dedup();
+            } else if !names.is_empty() || !self.intake_backlog.is_empty() {
                 self.intake(names);
             }
             self.enforce_deadlines();
@@ -501,6 +522,9 @@ impl Worker {
         if let Some(b) = self.backoff_until {
             return b;
         }
+        if !self.intake_backlog.is_empty() {
+            return Instant::now();
+        }
         let mut t = self.last_rescan + self.cfg.check_interval.value;
         t = t.min(self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value));
         if let Some(b) = self.backoff_until {
@@ -594,13 +618,16 @@ impl Worker {
         }
     }
 
-    fn intake(&mut self, names: Vec<String>) {
+    fn intake(&mut self, mut names: Vec<String>) {
+        names.append(&mut self.intake_backlog);
+        names.sort();
+        names.dedup();
+        let mut names = fair_order(&self.spool, names);
+        if names.len() > INTAKE_BATCH {
+            self.intake_backlog = names.split_off(INTAKE_BATCH);
+        }
         let (requests, jobs): (Vec<String>, Vec<String>) =
             names.into_iter().partition(|n| store::is_request_ticket(n));
-        let jobs: Vec<String> = jobs
-            .into_iter()
-            .filter(|n| std::fs::symlink_metadata(self.spool.dir(Dir::Incoming).join(n)).is_ok())
-            .collect();
         if !jobs.is_empty()
             && let Err(e) = self.reserve_ids(jobs.len() as u64)
         {
@@ -726,6 +753,18 @@ impl Worker {
             .spool
             .dir(Dir::Tmp)
             .join(intake::claim_name(id, ticket));
+        if let Some(reason) = intake::bad_ticket_name(ticket) {
+            let owner = std::fs::symlink_metadata(&path).ok().map(|m| m.uid());
+            return (
+                owner,
+                Verdict::Reject {
+                    reason,
+                    original: intake::open_claimed(&path)
+                        .map(|o| o.text)
+                        .unwrap_or_default(),
+                },
+            );
+        }
         match intake::open_claimed(&path) {
             Err(refused) => (
                 refused.owner_uid,
@@ -864,7 +903,7 @@ impl Worker {
         };
         if let Err(e) = receipt
             .write(&self.spool)
-            .and_then(|_| intake::remove_claim(&path))
+            .and_then(|_| intake::dispose_claim(&self.spool, &path))
         {
             self.io_error(e);
         }
@@ -1635,6 +1674,38 @@ impl Worker {
         let running: Vec<JobName> = self.running.values().map(|r| r.job.name()).collect();
         let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
         notify::heartbeat(&self.spool, state, &running, every);
+    }
+}
+
+/// The `incoming/` entries to take, owners taking turns: the first entry of each owner,
+/// then the second of each, and so on (by name within one owner). Entries gone already
+/// are left out. With [`INTAKE_BATCH`], a flood of files from one member costs another
+/// member's job at most one batch of waiting, not the whole flood.
+fn fair_order(spool: &Spool, names: Vec<String>) -> Vec<String> {
+    let dir = spool.dir(Dir::Incoming);
+    let mut by_owner: BTreeMap<u32, VecDeque<String>> = BTreeMap::new();
+    let mut owners: Vec<u32> = Vec::new();
+    for n in names {
+        let Ok(m) = std::fs::symlink_metadata(dir.join(&n)) else {
+            continue;
+        };
+        let q = by_owner.entry(m.uid()).or_default();
+        if q.is_empty() {
+            owners.push(m.uid());
+        }
+        q.push_back(n);
+    }
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for uid in &owners {
+            if let Some(n) = by_owner.get_mut(uid).and_then(|q| q.pop_front()) {
+                out.push(n);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
     }
 }
 
