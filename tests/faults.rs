@@ -377,3 +377,384 @@ fn deleting_a_running_jobs_file_by_hand_is_warned_about() {
         homes(&s, "000001-slow") == ["done"]
     });
 }
+
+// ---- the sweep ---------------------------------------------------------------------
+
+/// The syscalls the sweep fails, and the errors it fails them with.
+const SYSCALLS: [&str; 9] = [
+    "fsync",
+    "rename",
+    "renameat2",
+    "openat",
+    "write",
+    "unlink",
+    "unlinkat",
+    "link",
+    "mkdir",
+];
+const ERRORS: [&str; 2] = ["EIO", "ENOSPC"];
+
+/// How many times each swept syscall is made by `cmd` (run under strace, no fault).
+fn count_calls(mut cmd: Command, trace_file: &Path) -> std::collections::BTreeMap<String, u32> {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let _ = cmd.status().unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in fs::read_to_string(trace_file).unwrap_or_default().lines() {
+        let line = line.trim_start_matches(|c: char| c.is_ascii_digit() || c == ' ');
+        if let Some((name, _)) = line.split_once('(')
+            && SYSCALLS.contains(&name)
+        {
+            *counts.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The `when=N` values to try for a syscall made `count` times: all of them for the full
+/// sweep, else a spread of at most `k` (first, last and evenly between).
+fn sample(count: u32, k: u32, full: bool) -> Vec<u32> {
+    if count == 0 {
+        return Vec::new();
+    }
+    if full || count <= k {
+        return (1..=count).collect();
+    }
+    let mut v: Vec<u32> = (0..k).map(|i| 1 + i * (count - 1) / (k - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// The jobs of the scenario: a worker died while `crashed` ran (recovery requeues it);
+/// `quick` installs, `slow` is cancelled while it runs, `bad` fails and `dep`, which
+/// needs it, fails with it.
+const SUBMITS: [&[&str]; 4] = [&["quick"], &["slow"], &["bad"], &["-d", "bad", "dep"]];
+
+fn scenario_spool() -> TestSpool {
+    let mut s = TestSpool::in_dir(tempfile::tempdir_in("/dev/shm").unwrap(), "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "slow=1".into()));
+    s.env.push(("SPACK_FAKE_FAIL".into(), "bad".into()));
+    pending_record(&s, 1, "crashed");
+    let rec = s.read("pending/000001-crashed.toml");
+    fs::remove_file(s.path("pending/000001-crashed.toml")).unwrap();
+    let rec = rec.replacen("state = \"pending\"", "state = \"running\"", 1);
+    let rec = rec.replacen("attempts = 0", "attempts = 1", 1);
+    fs::write(s.path("running/000001-crashed.toml"), rec).unwrap();
+    s
+}
+
+/// One run of the scenario with `fault` injected into the worker (or into each submit,
+/// with `in_submit`), then a clean restart; returns the invariants broken (empty: all
+/// held) and how many were checked.
+fn run_scenario(
+    fault: Option<(&str, &str, u32)>,
+    in_submit: bool,
+    trace: Option<&Path>,
+) -> (Vec<String>, u32) {
+    let s = scenario_spool();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    let strace_args = |fault: Option<(&str, &str, u32)>| -> Vec<String> {
+        let mut v: Vec<String> = vec!["-o".into(), "/dev/null".into()];
+        if let Some(t) = trace {
+            v = vec![
+                "-o".into(),
+                t.display().to_string(),
+                "-e".into(),
+                format!("trace={}", SYSCALLS.join(",")),
+            ];
+        }
+        if let Some((call, err, when)) = fault {
+            v.extend([
+                "-e".into(),
+                format!("inject={call}:error={err}:when={when}"),
+            ]);
+        }
+        v
+    };
+    // Submit everything first: the worker then takes a batch at its start.
+    let mut submitted = Vec::new();
+    for args in SUBMITS {
+        let mut all = vec!["submit", "--no-wait"];
+        all.extend_from_slice(args);
+        let out = if in_submit {
+            // Without -f: only the submitting process itself.
+            let mut c = traced(&s, &[], &all);
+            let mut a: Vec<String> = vec!["-qq".into()];
+            a.extend(strace_args(fault));
+            c = {
+                let mut c2 = Command::new("strace");
+                c2.args(&a).arg(BIN).args(&all);
+                for (k, v) in c.get_envs() {
+                    if let Some(v) = v {
+                        c2.env(k, v);
+                    }
+                }
+                c2.stdin(Stdio::null());
+                c2
+            };
+            c.output().unwrap()
+        } else {
+            s.run(&all)
+        };
+        submitted.push((args[args.len() - 1].to_string(), out));
+    }
+    // The worker, faulted (its own thread only: not the Spack it runs).
+    let mut wargs: Vec<String> = vec!["-qq".into()];
+    if !in_submit {
+        wargs.extend(strace_args(fault));
+    }
+    let mut c = Command::new("strace");
+    c.args(&wargs).arg(BIN).args(["worker", "run"]);
+    for (k, v) in s.command(&[]).get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let f = fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let child = c
+        .stdin(Stdio::null())
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    let mut w = WorkerProc {
+        child,
+        log: log.to_path_buf(),
+        _log: Some(log),
+    };
+    let slow = |s: &TestSpool| {
+        ["pending", "running", "done", "failed", "cancelled"]
+            .into_iter()
+            .find_map(|d| {
+                fs::read_dir(s.path(d)).ok()?.flatten().find_map(|e| {
+                    let n = e.file_name().into_string().ok()?;
+                    n.ends_with("-slow.toml").then(|| (d.to_string(), n))
+                })
+            })
+    };
+    let end = Instant::now() + Duration::from_secs(8);
+    let mut cancel = None;
+    while Instant::now() < end {
+        if let Some((d, n)) = slow(&s)
+            && d == "running"
+            && cancel.is_none()
+        {
+            cancel = Some(s.run(&["cancel", n.trim_end_matches(".toml")]));
+        }
+        // Every job that exists has ended: the crashed one and each submitted one.
+        let jobs = 1 + submitted.iter().filter(|(_, o)| o.status.success()).count();
+        let ended: usize = ["done", "failed", "cancelled"]
+            .iter()
+            .map(|d| s.ls(d).len())
+            .sum();
+        if ended >= jobs && s.ls("running").is_empty() {
+            break;
+        }
+        if w.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Stoppable by `worker stop --now`, whatever happened.
+    checked += 1;
+    if w.child.try_wait().unwrap().is_none() {
+        let _ = s.run(&["worker", "stop", "--now", "--timeout", "10"]);
+        let stop_end = Instant::now() + Duration::from_secs(10);
+        while w.child.try_wait().unwrap().is_none() && Instant::now() < stop_end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if w.child.try_wait().unwrap().is_none() {
+            broken.push(format!(
+                "worker stop --now did not stop the worker:\n{}",
+                w.output()
+            ));
+        }
+    }
+    let faulted_log = w.output();
+    drop(w);
+    // One clean restart: recovery, then everything runs to its end.
+    let out = s.run(&["worker", "run", "--until-idle"]);
+    checked += 1;
+    if !out.status.success() {
+        broken.push(format!("the clean restart failed: {}", text(&out)));
+    }
+    // Each job in exactly one state directory; none left in pending/, running/, tmp/ or
+    // incoming/.
+    let mut homes_of: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for d in ["pending", "running", "done", "failed", "cancelled"] {
+        for n in s.ls(d) {
+            if let Some(id) = n.split('-').next().and_then(|i| i.parse().ok()) {
+                homes_of.entry(id).or_default().push(format!("{d}/{n}"));
+            }
+        }
+    }
+    checked += 1;
+    for (id, h) in &homes_of {
+        if h.len() != 1 {
+            broken.push(format!("job {id} is in {h:?}"));
+        }
+    }
+    for d in ["pending", "running", "incoming"] {
+        checked += 1;
+        let left: Vec<String> = s
+            .ls(d)
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        if !left.is_empty() {
+            broken.push(format!("stranded in {d}/: {left:?}"));
+        }
+    }
+    checked += 1;
+    let claims: Vec<String> = s
+        .ls("tmp")
+        .into_iter()
+        .filter(|n| n.starts_with("claim.") || n.starts_with("request."))
+        .collect();
+    if !claims.is_empty() {
+        broken.push(format!("stranded in tmp/: {claims:?}"));
+    }
+    // Nothing installed twice (no worker was killed, so nothing needed it), and `dep`
+    // never (its dependency failed).
+    let mut order = s.install_order();
+    order.sort();
+    checked += 1;
+    let mut dup = order.clone();
+    dup.dedup();
+    if dup.len() != order.len() || order.contains(&"dep".to_string()) {
+        broken.push(format!("installs: {order:?}"));
+    }
+    // Every command told the truth: a submit that succeeded queued its job; one that said
+    // "nothing was queued" did not.
+    for (pkg, out) in &submitted {
+        checked += 1;
+        let queued = homes_of
+            .values()
+            .flatten()
+            .any(|h| h.ends_with(&format!("-{pkg}.toml")));
+        let said = text(out);
+        if out.status.success() && !queued {
+            broken.push(format!("submit {pkg} exited 0 but no job exists: {said}"));
+        }
+        // Exit 1 with the job queued is true only if the message says it was queued.
+        if !out.status.success()
+            && queued
+            && (said.contains("nothing was queued") || !said.contains("were queued"))
+        {
+            broken.push(format!(
+                "submit {pkg} exited {:?} but its job exists: {said}",
+                out.status.code()
+            ));
+        }
+        if said.contains("panicked") {
+            broken.push(format!("submit {pkg} panicked: {said}"));
+        }
+    }
+    // A cancel that said it cancelled did.
+    if let Some(out) = cancel {
+        checked += 1;
+        let in_cancelled = s.ls("cancelled").iter().any(|n| n.ends_with("-slow.toml"));
+        if out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("cancelled")
+            && !in_cancelled
+        {
+            broken.push(format!(
+                "cancel said {} but slow is not in cancelled/",
+                text(&out)
+            ));
+        }
+    }
+    if !broken.is_empty() {
+        broken.push(format!(
+            "the faulted worker said:\n{faulted_log}\nthe clean restart said:\n{}",
+            text(&out)
+        ));
+    }
+    (broken, checked)
+}
+
+#[test]
+fn the_fault_sweep_finds_every_job_in_one_place_and_every_command_truthful() {
+    if !strace_or_skip("the_fault_sweep…") {
+        return;
+    }
+    let full = std::env::var("FAULT_SWEEP").is_ok_and(|v| v == "full");
+    let dir = tempfile::tempdir().unwrap();
+    // Count the calls of a clean run: the worker's, and one submit's.
+    let trace = dir.path().join("trace");
+    let (clean, _) = run_scenario(None, false, Some(&trace));
+    assert!(clean.is_empty(), "the clean scenario broke: {clean:?}");
+    let worker_counts = count_calls(Command::new("true"), &trace);
+    let s = TestSpool::new();
+    let strace_submit = {
+        let mut c = Command::new("strace");
+        c.args(["-qq", "-o"])
+            .arg(&trace)
+            .args(["-e", &format!("trace={}", SYSCALLS.join(","))])
+            .arg(BIN)
+            .args(["submit", "--no-wait", "zlib"]);
+        for (k, v) in s.command(&[]).get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c
+    };
+    let submit_counts = count_calls(strace_submit, &trace);
+    println!("clean run: worker {worker_counts:?}; one submit {submit_counts:?}");
+    let per = if full { u32::MAX } else { 3 };
+    // FAULT_ONLY=worker:write:EIO:1 runs that one scenario (to look at a failure).
+    if let Ok(only) = std::env::var("FAULT_ONLY") {
+        let f: Vec<&str> = only.split(':').collect();
+        let (broken, _) = run_scenario(
+            Some((f[1], f[2], f[3].parse().unwrap())),
+            f[0] == "submit",
+            None,
+        );
+        assert!(broken.is_empty(), "{}", broken.join("\n"));
+        return;
+    }
+    let mut scenarios = 0;
+    let mut checks = 0;
+    let mut failures = Vec::new();
+    for (in_submit, counts) in [(true, &submit_counts), (false, &worker_counts)] {
+        for call in SYSCALLS {
+            // FAULT_CALLS=fsync,write sweeps only those.
+            if std::env::var("FAULT_CALLS").is_ok_and(|c| !c.split(',').any(|c| c == call)) {
+                continue;
+            }
+            let n = counts.get(call).copied().unwrap_or(0);
+            for (i, when) in sample(n, per, full).into_iter().enumerate() {
+                // Bounded: the two errors alternate over the sampled N; the full sweep
+                // tries both at every N.
+                let errors: Vec<&str> = if full {
+                    ERRORS.to_vec()
+                } else {
+                    vec![ERRORS[i % 2]]
+                };
+                for err in errors {
+                    let (broken, c) = run_scenario(Some((call, err, when)), in_submit, None);
+                    scenarios += 1;
+                    checks += c;
+                    for b in broken {
+                        failures.push(format!(
+                            "{} {call}:{err}:when={when}: {b}",
+                            if in_submit { "submit" } else { "worker" }
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "fault sweep{}: {scenarios} scenarios, {scenarios} faults injected, {} of {checks} invariant checks held",
+        if full {
+            " (full)"
+        } else {
+            " (bounded; FAULT_SWEEP=full for every N and error)"
+        },
+        checks - failures.len() as u32
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

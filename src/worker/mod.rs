@@ -1350,7 +1350,11 @@ impl Worker {
         let log = self.spool.log_path(&name);
         let elapsed = Duration::from_secs(r.started.elapsed().as_secs());
         let now = Timestamp::now();
-        if let Some(StopReason::Shutdown) = r.stop {
+        // Interrupted by a shutdown: requeued, unless the install had already succeeded
+        // (it ended as the signal came); that one is done, and is not installed again.
+        if let Some(StopReason::Shutdown) = r.stop
+            && !exit.success()
+        {
             append_log(
                 &log,
                 "==> spack-installer: interrupted by the worker's shutdown; requeued\n",
