@@ -369,13 +369,16 @@ fn deleting_a_running_jobs_file_by_hand_is_warned_about() {
     wait_until("slow running", Duration::from_secs(10), || {
         homes(&s, "000001-slow") == ["running"]
     });
-    fs::remove_file(s.path("running/000001-slow.toml")).unwrap();
-    wait_until("a warning", Duration::from_secs(10), || {
-        w.output().contains("removed by hand")
+    // Once start has written it (its move comes first, then the rewrite).
+    wait_until("slow started", Duration::from_secs(10), || {
+        fs::read_to_string(s.path("running/000001-slow.toml"))
+            .is_ok_and(|t| t.contains("state = \"running\""))
     });
+    fs::remove_file(s.path("running/000001-slow.toml")).unwrap();
     wait_until("slow done", Duration::from_secs(15), || {
         homes(&s, "000001-slow") == ["done"]
     });
+    assert!(w.output().contains("removed by hand"), "{}", w.output());
 }
 
 // ---- the sweep ---------------------------------------------------------------------

@@ -430,3 +430,36 @@ fn a_flood_of_rejected_files_from_one_owner_does_not_hold_up_another_owners_job(
         "cmake waited for {before} of the {n} rejected files"
     );
 }
+
+#[test]
+fn an_entry_that_cannot_be_taken_is_skipped_with_one_warning_and_a_receipt() {
+    if !site::root_or_skip("an_entry_that_cannot_be_taken_is_skipped_with_one_warning…") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    // A directory the worker may not write: renaming it would rewrite its `..`.
+    s.sh_ok(
+        &u.bob,
+        "mkdir \"$S/incoming/u1.toml\" && chmod 500 \"$S/incoming/u1.toml\"",
+    );
+    let t = s.submit(&u.alice, &["zlib"]);
+    let log = s.drain();
+    assert!(receipt_of(&s, &t).is_some(), "{log}");
+    let r = receipt_of(&s, "u1.toml").expect("a receipt for u1.toml");
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(
+        r["message"].as_str().unwrap().contains("remove it as root"),
+        "{r:?}"
+    );
+    assert_eq!(
+        log.matches("u1.toml: a directory of bob").count(),
+        1,
+        "{log}"
+    );
+    // The next start does not say it again.
+    let t2 = s.submit(&u.alice, &["bzip2"]);
+    let log = s.drain();
+    assert!(receipt_of(&s, &t2).is_some(), "{log}");
+    assert!(!log.contains("u1.toml: a directory of bob"), "{log}");
+}

@@ -119,7 +119,10 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
             let settled = settle.is_none_or(|settle| {
                 use std::os::unix::fs::MetadataExt;
                 let changed = std::time::UNIX_EPOCH
-                    + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().clamp(0, 999_999_999) as u32);
+                    + Duration::new(
+                        m.ctime().max(0) as u64,
+                        m.ctime_nsec().clamp(0, 999_999_999) as u32,
+                    );
                 match now.duration_since(changed) {
                     Ok(age) => age >= settle,
                     Err(_) => true,
@@ -131,11 +134,7 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
         Ok(m) if m.is_dir() => {
             let movable = nix::unistd::access(&dir.join(n), nix::unistd::AccessFlags::W_OK).is_ok();
             if !movable {
-                tracing::warn!(
-                    "{}: a directory of {} that the worker may not write, so it cannot take it; remove it as root",
-                    dir.join(n).display(),
-                    crate::identity::user_name(std::os::unix::fs::MetadataExt::uid(&m))
-                );
+                refuse_unmovable(spool, n, std::os::unix::fs::MetadataExt::uid(&m));
             }
             movable
         }
@@ -143,6 +142,35 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
         Err(_) => false,
     });
     Ok((names, unsettled))
+}
+
+/// An `incoming/` directory the worker may not write can be neither claimed nor set
+/// aside (renaming a directory rewrites its `..`): it is skipped with one warning and a
+/// receipt (whose presence is what "once" means, across restarts), for root to remove.
+fn refuse_unmovable(spool: &Spool, ticket: &str, uid: u32) {
+    let mine = Receipt::read(spool, ticket).is_some_and(|r| r.owner_uid == Some(uid));
+    if mine {
+        return;
+    }
+    let path = spool.dir(Dir::Incoming).join(ticket);
+    let message = format!(
+        "{}: a directory of {} that the worker may not write, so it cannot take it; remove it as root",
+        path.display(),
+        crate::identity::user_name(uid)
+    );
+    tracing::warn!("{message}");
+    let receipt = Receipt {
+        ticket: ticket.to_string(),
+        outcome: Outcome::Rejected,
+        job: None,
+        id: None,
+        message: format!("not taken: {message}"),
+        at: Timestamp::now(),
+        owner_uid: Some(uid),
+    };
+    if let Err(e) = receipt.write(spool) {
+        tracing::debug!("no receipt for {ticket}: {e}");
+    }
 }
 
 /// Give each `incoming/` entry whose name is not UTF-8 (and would otherwise be skipped

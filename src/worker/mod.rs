@@ -364,6 +364,8 @@ impl Worker {
                 if let Err(e) = self.reload_pending() {
                     self.io_error(e);
                 }
+                // Claims left in tmp/ by a step that failed are found on every rescan too.
+                self.retry_claims();
                 self.intake_scan(Some(SETTLE));
                 self.track_cluster();
                 self.check_running_files();
@@ -498,7 +500,12 @@ impl Worker {
             if self.backoff_until.is_some()
                 || !self.stuck_claims.is_empty()
                 || !self.deferred_exits.is_empty()
-                || intake::leftover_claims(&self.spool).is_ok_and(|c| !c.is_empty())
+                || intake::leftover_claims(&self.spool).is_ok_and(|c| {
+                    // Only claims still without a job: one whose job exists is litter a
+                    // failed unlink left (reported), not a job waiting.
+                    c.iter()
+                        .any(|(id, _)| store::locate(&self.spool, *id).is_ok_and(|l| l.is_none()))
+                })
             {
                 return false;
             }
