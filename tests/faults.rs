@@ -706,7 +706,15 @@ fn the_fault_sweep_finds_every_job_in_one_place_and_every_command_truthful() {
     };
     let submit_counts = count_calls(strace_submit, &trace);
     println!("clean run: worker {worker_counts:?}; one submit {submit_counts:?}");
-    let per = if full { u32::MAX } else { 3 };
+    // FAULT_PER=N samples N values of when= per syscall instead of 3.
+    let per = if full {
+        u32::MAX
+    } else {
+        std::env::var("FAULT_PER")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+    };
     // FAULT_ONLY=worker:write:EIO:1 runs that one scenario (to look at a failure).
     if let Ok(only) = std::env::var("FAULT_ONLY") {
         let f: Vec<&str> = only.split(':').collect();

@@ -3,7 +3,10 @@
 //! opened with `O_NOFOLLOW | O_NONBLOCK` and judged by `fstat` of that descriptor: only a
 //! regular file with one link and at most 64 KiB is read. The submitter is the file's
 //! owner uid; nothing the text says about its author counts. A file that fails any check
-//! becomes a `rejected` record in `failed/` with the reason and the original text.
+//! becomes a `rejected` record in `failed/` with the reason and the original text. No
+//! single entry stops intake: a claim that cannot be removed goes to `quarantine/`, one
+//! that cannot even be claimed is skipped with one warning and a receipt, a name that is
+//! not UTF-8 is renamed to its escaped form and rejected.
 
 use super::transition::{self, replace};
 use super::{CLAIM_PREFIX, Dir, REQUEST_CLAIM_PREFIX, Spool};
