@@ -1,6 +1,10 @@
 //! Every syscall can fail (issue 14): one failing syscall at a bad moment, injected with
 //! `strace -e inject=…` into the real binary, never puts a job in two directories, strands
 //! it, wedges the worker or makes a command lie. Without strace these tests say SKIPPED.
+//! The five cases of issue 14 come first, then the sweep: a small scenario run once per
+//! injected fault, bounded in `cargo test`; `FAULT_SWEEP=full` tries every call at every
+//! count with EIO and ENOSPC, `FAULT_CALLS=a,b` narrows it, `FAULT_PER=N` samples N
+//! counts per call, `FAULT_ONLY=worker:write:EIO:1` runs one scenario.
 
 mod support;
 
