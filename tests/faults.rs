@@ -60,13 +60,51 @@ fn traced(s: &TestSpool, strace: &[String], args: &[&str]) -> Command {
     c
 }
 
+/// A worker under strace. Killing strace alone would leave the worker running, detached,
+/// so when this is dropped (a test that fails included) the worker is killed first.
+struct Traced(WorkerProc);
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        let strace = self.0.pid().to_string();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+                continue;
+            };
+            let ppid = fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit(')')
+                        .next()?
+                        .split_whitespace()
+                        .nth(1)
+                        .map(String::from)
+                });
+            if ppid.as_deref() == Some(strace.as_str()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Traced {
+    type Target = WorkerProc;
+    fn deref(&self) -> &WorkerProc {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Traced {
+    fn deref_mut(&mut self) -> &mut WorkerProc {
+        &mut self.0
+    }
+}
+
 /// A traced worker in the background, its output in a temp file; killed when dropped.
-fn traced_worker(
-    s: &TestSpool,
-    strace: &[String],
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> WorkerProc {
+fn traced_worker(s: &TestSpool, strace: &[String], args: &[&str], env: &[(&str, &str)]) -> Traced {
     let log = tempfile::NamedTempFile::new().unwrap().into_temp_path();
     let f = fs::OpenOptions::new().append(true).open(&log).unwrap();
     let mut all = vec!["worker", "run"];
@@ -74,11 +112,11 @@ fn traced_worker(
     let mut c = traced(s, strace, &all);
     c.envs(env.iter().copied());
     let child = c.stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap();
-    WorkerProc {
+    Traced(WorkerProc {
         child,
         log: log.to_path_buf(),
         _log: Some(log),
-    }
+    })
 }
 
 fn inject(path: &Path, syscall: &str, error: &str, when: u32) -> Vec<String> {
@@ -525,11 +563,11 @@ fn run_scenario(
         .stderr(f)
         .spawn()
         .unwrap();
-    let mut w = WorkerProc {
+    let mut w = Traced(WorkerProc {
         child,
         log: log.to_path_buf(),
         _log: Some(log),
-    };
+    });
     let slow = |s: &TestSpool| {
         ["pending", "running", "done", "failed", "cancelled"]
             .into_iter()
