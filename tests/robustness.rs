@@ -249,3 +249,220 @@ fn a_full_disk_holds_the_worker_back_until_space_returns() {
     assert!(s.ls("failed").is_empty(), "{:?}", s.ls("failed"));
     assert!(s.ls("tmp").is_empty(), "{:?}", s.ls("tmp"));
 }
+
+// ---- one entry never stops the queue (issue 13, item 4) -------------------------------
+
+#[path = "security/site.rs"]
+mod site;
+
+/// The `receipts/` entry for `ticket`, as TOML.
+fn receipt_of(s: &site::Site, ticket: &str) -> Option<toml::Table> {
+    fs::read_to_string(s.path("receipts").join(ticket))
+        .ok()
+        .and_then(|t| t.parse().ok())
+}
+
+#[test]
+fn an_entry_that_cannot_be_removed_is_quarantined_and_the_queue_goes_on_across_restarts() {
+    if !site::root_or_skip("an_entry_that_cannot_be_removed_is_quarantined…") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    // A directory the worker may move (group-writable) but not empty (a read-only
+    // subdirectory holds a file): it can be claimed and rejected, never removed.
+    s.sh_ok(
+        &u.bob,
+        "cd \"$S/incoming\" && mkdir -m 2770 .d && mkdir .d/sub && touch .d/sub/f && chmod 555 .d/sub && mv .d d1.toml",
+    );
+    let t = s.submit(&u.alice, &["zlib"]);
+    let log = s.drain();
+    assert!(
+        s.ls("done").iter().any(|n| n.ends_with("-zlib.toml")),
+        "alice's job did not run: {log}"
+    );
+    let r = receipt_of(&s, "d1.toml").expect("a receipt for d1.toml");
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(receipt_of(&s, &t).is_some());
+    // Set aside where an admin can inspect it, out of tmp/ and incoming/.
+    let q = s.ls("quarantine");
+    assert!(q.iter().any(|n| n.ends_with("d1.toml")), "{q:?}: {log}");
+    assert!(
+        !s.ls("tmp").iter().any(|n| n.starts_with("claim.")),
+        "{:?}",
+        s.ls("tmp")
+    );
+    assert!(s.ls("incoming").is_empty(), "{:?}", s.ls("incoming"));
+    assert!(log.contains("quarantine"), "{log}");
+    // Across a restart: another such entry, left in tmp/ as a crash would leave it, does
+    // not make recovery exit.
+    s.sh_ok(
+        &u.bob,
+        "cd \"$S/incoming\" && mkdir -m 2770 .e && mkdir .e/sub && touch .e/sub/f && chmod 555 .e/sub && mv .e e1.toml",
+    );
+    let log = s.drain();
+    let t2 = s.submit(&u.alice, &["bzip2"]);
+    let log2 = s.drain();
+    assert!(
+        s.ls("done").iter().any(|n| n.ends_with("-bzip2.toml")),
+        "{log}\n{log2}"
+    );
+    assert!(receipt_of(&s, &t2).is_some());
+    assert!(s.ls("quarantine").iter().any(|n| n.ends_with("e1.toml")));
+}
+
+#[test]
+fn a_hard_link_with_a_future_mtime_is_judged_not_left_waiting() {
+    if !site::root_or_skip("a_hard_link_with_a_future_mtime_is_judged_not_left_waiting") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    let w = s.spawn_worker();
+    s.sh_ok(
+        &u.bob,
+        "cd \"$S/incoming\" && printf 'spec = \"zlib\"\\n' > .own && touch -d 2035-01-01 .own && ln .own h1.toml",
+    );
+    site::wait_until("a receipt for the link", Duration::from_secs(15), || {
+        receipt_of(&s, "h1.toml").is_some()
+    });
+    let r = receipt_of(&s, "h1.toml").unwrap();
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(
+        r["message"].as_str().unwrap().contains("hard links"),
+        "{r:?}: {}",
+        w.output()
+    );
+    assert!(!s.ls("incoming").contains(&"h1.toml".to_string()));
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_gets_a_receipt() {
+    if !site::root_or_skip("a_file_name_that_is_not_utf8_gets_a_receipt") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    s.sh_ok(
+        &u.bob,
+        "cd \"$S/incoming\" && printf 'spec = \"zlib\"\\n' > .x && mv .x \"$(printf 'bad\\377.toml')\"",
+    );
+    let t = s.submit(&u.alice, &["zlib"]);
+    let log = s.drain();
+    assert!(receipt_of(&s, &t).is_some(), "{log}");
+    let r = receipt_of(&s, "bad\\xff.toml").unwrap_or_else(|| {
+        panic!(
+            "no receipt: {:?}\n{log}",
+            fs::read_dir(s.path("receipts"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(r["message"].as_str().unwrap().contains("UTF-8"), "{r:?}");
+    assert_eq!(
+        fs::read_dir(s.path("incoming")).unwrap().count(),
+        0,
+        "the entry stays in incoming/"
+    );
+}
+
+#[test]
+fn a_flood_of_rejected_files_from_one_owner_does_not_hold_up_another_owners_job() {
+    // Root may give files to any uid: the flood is owned by an outsider's uid (so every
+    // file is rejected), the job by root. Both sit in incoming/ when the worker starts.
+    if !support::root_or_skip("a_flood_of_rejected_files…", "it chowns files") {
+        return;
+    }
+    // On tmpfs: what is measured is the order of intake, not the disk's fsync latency.
+    let s = TestSpool::in_dir(tempfile::tempdir_in("/dev/shm").unwrap(), "");
+    let n = 3000;
+    let flooder = nix::unistd::Uid::from_raw(54_321);
+    for i in 0..n {
+        let p = s.path(&format!("incoming/a-flood{i:05}.toml"));
+        fs::write(&p, "spec = \"zlib\"\n").unwrap();
+        nix::unistd::chown(&p, Some(flooder), None).unwrap();
+    }
+    s.ok(&["submit", "--no-wait", "cmake"]);
+    // Old enough to be taken by the first scan.
+    let old = std::time::SystemTime::now() - Duration::from_secs(10);
+    for e in fs::read_dir(s.path("incoming")).unwrap() {
+        let f = fs::File::options()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap();
+        f.set_modified(old).unwrap();
+    }
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    s.drain();
+    assert_eq!(s.ls("failed").len(), n);
+    // When cmake's install started, part of the flood was still to be taken in: its
+    // install began before the last rejected record was written.
+    let events = fs::read_to_string(s.dir.path().join("events.log")).unwrap();
+    let start_ns: u128 = events
+        .lines()
+        .find(|l| l.starts_with("start cmake"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{events}"));
+    let mut mtimes: Vec<u128> = fs::read_dir(s.path("failed"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .metadata()
+                .unwrap()
+                .modified()
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        })
+        .collect();
+    mtimes.sort();
+    let before = mtimes.iter().filter(|t| **t < start_ns).count();
+    println!(
+        "cmake started {} ms after the worker, after {before} of {n} rejected records were written",
+        (start_ns - t0) / 1_000_000
+    );
+    assert!(
+        before < n / 10,
+        "cmake waited for {before} of the {n} rejected files"
+    );
+}
+
+#[test]
+fn an_entry_that_cannot_be_taken_is_skipped_with_one_warning_and_a_receipt() {
+    if !site::root_or_skip("an_entry_that_cannot_be_taken_is_skipped_with_one_warning…") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    // A directory the worker may not write: renaming it would rewrite its `..`.
+    s.sh_ok(
+        &u.bob,
+        "mkdir \"$S/incoming/u1.toml\" && chmod 500 \"$S/incoming/u1.toml\"",
+    );
+    let t = s.submit(&u.alice, &["zlib"]);
+    let log = s.drain();
+    assert!(receipt_of(&s, &t).is_some(), "{log}");
+    let r = receipt_of(&s, "u1.toml").expect("a receipt for u1.toml");
+    assert_eq!(r["outcome"].as_str(), Some("rejected"), "{r:?}");
+    assert!(
+        r["message"].as_str().unwrap().contains("remove it as root"),
+        "{r:?}"
+    );
+    assert_eq!(
+        log.matches("u1.toml: a directory of bob").count(),
+        1,
+        "{log}"
+    );
+    // The next start does not say it again.
+    let t2 = s.submit(&u.alice, &["bzip2"]);
+    let log = s.drain();
+    assert!(receipt_of(&s, &t2).is_some(), "{log}");
+    assert!(!log.contains("u1.toml: a directory of bob"), "{log}");
+}

@@ -1,5 +1,6 @@
 //! `cleanup [--keep-days N]`: remove finished jobs (done/, failed/, cancelled/) that
-//! finished more than N days ago, with their logs, and receipts older than a day. Only
+//! finished more than N days ago, with their logs, receipts older than a day, and the
+//! dotfiles of killed submitters left in `incoming/` for more than a day. Only
 //! the worker user and root can write those directories, so only they can clean up.
 
 use super::Ctx;
@@ -52,15 +53,30 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             std::fs::remove_file(path).map_err(|err| permission(ctx, path, err))?;
         }
     }
+    let stale = crate::spool::intake::stale_temp_files(&ctx.spool)?;
+    let stale_removed = stale.len();
     if !a.dry_run {
-        for dir in Dir::FINISHED.into_iter().chain([Dir::Logs, Dir::Receipts]) {
+        for path in &stale {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(permission(ctx, path, e));
+                }
+                _ => {}
+            }
+        }
+    }
+    if !a.dry_run {
+        for dir in Dir::FINISHED
+            .into_iter()
+            .chain([Dir::Logs, Dir::Receipts, Dir::Incoming])
+        {
             let _ = crate::spool::transition::fsync_dir(&ctx.spool.dir(dir));
         }
     }
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"removed": removed, "receipts_removed": receipts_removed, "dry_run": a.dry_run})
+            serde_json::json!({"removed": removed, "receipts_removed": receipts_removed, "stale_temp_files_removed": stale_removed, "dry_run": a.dry_run})
         );
         return Ok(0);
     }
@@ -69,7 +85,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!("{verb} {r}");
     }
     println!(
-        "{verb} {} finished job(s) older than {} day(s) and {receipts_removed} old receipt(s)",
+        "{verb} {} finished job(s) older than {} day(s), {receipts_removed} old receipt(s) \
+         and {stale_removed} stale temp file(s) of killed submitters in incoming/",
         removed.len(),
         a.keep_days
     );

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::job::{JobFile, JobId, Priority};
 use crate::spool::intake::{Outcome, Receipt};
 use crate::spool::status::{Liveness, WorkerStatus};
-use crate::spool::transition::create_new_in;
+use crate::spool::transition::{fsync_dir, place_new_in};
 use crate::spool::{Dir, Spool, store};
 use crate::time::{Timestamp, parse_span};
 use serde::Serialize;
@@ -121,8 +121,8 @@ pub fn drop_file(spool: &Spool, suffix: &str, text: &str) -> Result<String> {
     let dir = spool.dir(Dir::Incoming);
     for _ in 0..100 {
         let ticket = new_ticket(suffix);
-        match create_new_in(&dir, &ticket, text.as_bytes()) {
-            Ok(()) => return Ok(ticket),
+        match place_new_in(&dir, &ticket, text.as_bytes()) {
+            Ok(()) => return make_durable(spool, ticket),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
                 continue;
             }
@@ -134,7 +134,37 @@ pub fn drop_file(spool: &Spool, suffix: &str, text: &str) -> Result<String> {
     ))
 }
 
-/// Turn a failed write into advice.
+/// The file is in `incoming/`; make its name durable. If that fails, the file is there
+/// all the same and a worker may take it: either it is removed again, and nothing was
+/// queued, or (the worker took it first, or it cannot be removed) it is queued and only
+/// its durability is uncertain, which is said on stderr. Never both "nothing was queued"
+/// and a file that will run.
+fn make_durable(spool: &Spool, ticket: String) -> Result<String> {
+    let dir = spool.dir(Dir::Incoming);
+    let Err(e) = fsync_dir(&dir) else {
+        return Ok(ticket);
+    };
+    match std::fs::remove_file(dir.join(&ticket)) {
+        Ok(()) => {
+            // Best effort: if the removal is lost to a power cut, so is the file's name.
+            let _ = fsync_dir(&dir);
+            Err(explain_write_error(spool, e))
+        }
+        Err(_) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "spack-installer: warning: {e}; the job was queued as ticket {ticket}, but a \
+                 power cut now could lose it: check with `spack-installer status` before \
+                 submitting again"
+            );
+            Ok(ticket)
+        }
+    }
+}
+
+/// Turn a failed write into advice. Every error here came before the file had a name in
+/// `incoming/` (or after it was removed again): nothing was queued.
 fn explain_write_error(spool: &Spool, e: Error) -> Error {
     let Error::Io { source, .. } = &e else {
         return e;
@@ -166,7 +196,10 @@ fn explain_write_error(spool: &Spool, e: Error) -> Error {
             "the file system of {} is full: nothing was queued; free space (e.g. `spack-installer cleanup`) and submit again",
             incoming.display()
         )),
-        _ => e,
+        _ => Error::Other(format!(
+            "{e}: nothing was queued; submit again once the file system of {} works",
+            incoming.display()
+        )),
     }
 }
 
@@ -491,27 +524,55 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             }
         }
     }
-    for s in &results {
-        if a.json {
-            println!("{}", serde_json::to_string(s).expect("serializes"));
-        } else {
-            match &s.state {
-                Some(st) if st != "done" && !s.message.is_empty() => println!(
-                    "{}: {} ({st}): {}",
-                    s.spec,
-                    s.job.as_deref().unwrap_or(&s.ticket),
-                    s.message
-                ),
-                Some(st) => println!(
-                    "{}: {} ({st})",
-                    s.spec,
-                    s.job.as_deref().unwrap_or(&s.ticket)
-                ),
-                None => println!("{}: {}", s.spec, s.message),
+    print_results(&results, a.json)?;
+    Ok(code)
+}
+
+/// Print what became of each job. The jobs are queued by now, so a failed write (stdout on
+/// a full disk, `>/dev/full`) must say so rather than suggest that nothing happened.
+fn print_results(results: &[Submitted], json: bool) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let mut write = || -> std::io::Result<()> {
+        for s in results {
+            if json {
+                writeln!(out, "{}", serde_json::to_string(s).expect("serializes"))?;
+            } else {
+                match &s.state {
+                    Some(st) if st != "done" && !s.message.is_empty() => writeln!(
+                        out,
+                        "{}: {} ({st}): {}",
+                        s.spec,
+                        s.job.as_deref().unwrap_or(&s.ticket),
+                        s.message
+                    )?,
+                    Some(st) => writeln!(
+                        out,
+                        "{}: {} ({st})",
+                        s.spec,
+                        s.job.as_deref().unwrap_or(&s.ticket)
+                    )?,
+                    None => writeln!(out, "{}: {}", s.spec, s.message)?,
+                }
             }
         }
-    }
-    Ok(code)
+        out.flush()
+    };
+    write().map_err(|e| {
+        let done: Vec<String> = results
+            .iter()
+            .map(|s| match &s.job {
+                Some(j) => format!("{} as {j}", s.spec),
+                None if s.ticket.is_empty() => format!("{} (already queued)", s.spec),
+                None => format!("{} as ticket {}", s.spec, s.ticket),
+            })
+            .collect();
+        Error::Other(format!(
+            "cannot write to standard output ({e}), but the jobs were queued: {}; \
+             `spack-installer status` shows them",
+            done.join(", ")
+        ))
+    })
 }
 
 #[cfg(test)]

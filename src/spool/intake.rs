@@ -3,7 +3,10 @@
 //! opened with `O_NOFOLLOW | O_NONBLOCK` and judged by `fstat` of that descriptor: only a
 //! regular file with one link and at most 64 KiB is read. The submitter is the file's
 //! owner uid; nothing the text says about its author counts. A file that fails any check
-//! becomes a `rejected` record in `failed/` with the reason and the original text.
+//! becomes a `rejected` record in `failed/` with the reason and the original text. No
+//! single entry stops intake: a claim that cannot be removed goes to `quarantine/`, one
+//! that cannot even be claimed is skipped with one warning and a receipt, a name that is
+//! not UTF-8 is renamed to its escaped form and rejected.
 
 use super::transition::{self, replace};
 use super::{CLAIM_PREFIX, Dir, REQUEST_CLAIM_PREFIX, Spool};
@@ -103,7 +106,13 @@ impl Receipt {
 /// directory into another one needs write permission on the directory itself, so it
 /// cannot be claimed, and retrying it on every scan would hold up every file behind it.
 /// Root has to remove it.
+///
+/// Settling is judged by the inode's change time, which every write moves and nobody can
+/// set: a hard link given a future mtime (`touch -d 2035`) would otherwise never settle
+/// and never be judged. A change time in the future (a clock stepped back) counts as
+/// settled.
 pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String>, bool)> {
+    rename_non_utf8(spool);
     let mut names = super::store::list_incoming(spool)?;
     let now = std::time::SystemTime::now();
     let dir = spool.dir(Dir::Incoming);
@@ -111,10 +120,16 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
     names.retain(|n| match std::fs::symlink_metadata(dir.join(n)) {
         Ok(m) if m.is_file() => {
             let settled = settle.is_none_or(|settle| {
-                m.modified()
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age >= settle)
+                use std::os::unix::fs::MetadataExt;
+                let changed = std::time::UNIX_EPOCH
+                    + Duration::new(
+                        m.ctime().max(0) as u64,
+                        m.ctime_nsec().clamp(0, 999_999_999) as u32,
+                    );
+                match now.duration_since(changed) {
+                    Ok(age) => age >= settle,
+                    Err(_) => true,
+                }
             });
             unsettled |= !settled;
             settled
@@ -122,11 +137,7 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
         Ok(m) if m.is_dir() => {
             let movable = nix::unistd::access(&dir.join(n), nix::unistd::AccessFlags::W_OK).is_ok();
             if !movable {
-                tracing::warn!(
-                    "{}: a directory of {} that the worker may not write, so it cannot take it; remove it as root",
-                    dir.join(n).display(),
-                    crate::identity::user_name(std::os::unix::fs::MetadataExt::uid(&m))
-                );
+                refuse_unmovable(spool, n, std::os::unix::fs::MetadataExt::uid(&m));
             }
             movable
         }
@@ -134,6 +145,83 @@ pub fn candidates(spool: &Spool, settle: Option<Duration>) -> Result<(Vec<String
         Err(_) => false,
     });
     Ok((names, unsettled))
+}
+
+/// An `incoming/` directory the worker may not write can be neither claimed nor set
+/// aside (renaming a directory rewrites its `..`): it is skipped with one warning and a
+/// receipt (whose presence is what "once" means, across restarts), for root to remove.
+fn refuse_unmovable(spool: &Spool, ticket: &str, uid: u32) {
+    let mine = Receipt::read(spool, ticket).is_some_and(|r| r.owner_uid == Some(uid));
+    if mine {
+        return;
+    }
+    let path = spool.dir(Dir::Incoming).join(ticket);
+    let message = format!(
+        "{}: a directory of {} that the worker may not write, so it cannot take it; remove it as root",
+        path.display(),
+        crate::identity::user_name(uid)
+    );
+    tracing::warn!("{message}");
+    let receipt = Receipt {
+        ticket: ticket.to_string(),
+        outcome: Outcome::Rejected,
+        job: None,
+        id: None,
+        message: format!("not taken: {message}"),
+        at: Timestamp::now(),
+        owner_uid: Some(uid),
+    };
+    if let Err(e) = receipt.write(spool) {
+        tracing::debug!("no receipt for {ticket}: {e}");
+    }
+}
+
+/// Give each `incoming/` entry whose name is not UTF-8 (and would otherwise be skipped
+/// for ever, unlisted and without a receipt) a name that is: its bytes escaped as `\xNN`.
+/// Under that name it is taken and rejected ([`bad_ticket_name`]) like any bad file, and
+/// gets a receipt. Best effort: an entry that cannot be renamed is tried again next scan.
+fn rename_non_utf8(spool: &Spool) {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = spool.dir(Dir::Incoming);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let raw = e.file_name();
+        if raw.to_str().is_some() || raw.as_bytes().starts_with(b".") {
+            continue;
+        }
+        let escaped = escape_name(raw.as_bytes());
+        let to = dir.join(fit_name(String::new(), &escaped));
+        if let Err(err) = transition::rename_noreplace(&e.path(), &to) {
+            tracing::warn!(
+                "{}/{escaped}: a name that is not UTF-8, which cannot be renamed to one: {err}",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// A file name with every byte that is not part of valid UTF-8 written as `\xNN`, and
+/// backslashes as `\\`.
+fn escape_name(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Why a ticket's name is refused: a backslash marks a name [`rename_non_utf8`] escaped
+/// (and no submitter's tool makes one).
+pub fn bad_ticket_name(ticket: &str) -> Option<String> {
+    ticket.contains('\\').then(|| {
+        "its name was not UTF-8 (or has a backslash in it); name job files as `submit` does"
+            .to_string()
+    })
 }
 
 /// The longest file name the kernel takes (NAME_MAX on every local Linux file system).
@@ -408,11 +496,99 @@ pub fn finish(spool: &Spool, job: &Job) -> Result<()> {
         owner_uid: Some(job.meta.owner_uid),
     }
     .write(spool)?;
-    remove_claim(
+    dispose_claim(
+        spool,
         &spool
             .dir(Dir::Tmp)
             .join(claim_name(job.meta.id, &job.meta.ticket)),
     )
+}
+
+/// Remove a claim whose job is recorded; one that cannot be removed (a member's directory
+/// with a read-only subdirectory in it) is set aside in `quarantine/` instead, so it is
+/// never retried and never stops intake or recovery. Fails only if neither works.
+pub fn dispose_claim(spool: &Spool, path: &Path) -> Result<()> {
+    let Err(e) = remove_claim(path) else {
+        return Ok(());
+    };
+    match quarantine(spool, path) {
+        Ok(q) => {
+            tracing::warn!(
+                "{e}; set it aside as {} for an admin to inspect and remove (as root)",
+                q.display()
+            );
+            Ok(())
+        }
+        Err(q) => {
+            tracing::error!("{q}");
+            Err(e)
+        }
+    }
+}
+
+/// Rename an entry into `quarantine/`, under its own name (or with `.N` appended when
+/// that is taken). Never replaces anything.
+pub fn quarantine(spool: &Spool, path: &Path) -> Result<std::path::PathBuf> {
+    let dir = spool.dir(Dir::Quarantine);
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut last = None;
+    for n in 0..100 {
+        let name = if n == 0 {
+            fit_name(String::new(), &base)
+        } else {
+            fit_name(String::new(), &format!("{base}.{n}"))
+        };
+        let dst = dir.join(name);
+        match transition::rename_noreplace(path, &dst) {
+            Ok(()) => {
+                let _ = transition::fsync_dir(&dir);
+                return Ok(dst);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(crate::Error::io("set aside in quarantine/", path, e)),
+        }
+    }
+    Err(crate::Error::io(
+        "set aside in quarantine/",
+        path,
+        last.unwrap_or_else(|| std::io::Error::other("no free name")),
+    ))
+}
+
+/// The job claims in `tmp/` as the disk has them: (ID, ticket).
+pub fn leftover_claims(spool: &Spool) -> Result<Vec<(JobId, String)>> {
+    let tmp = spool.dir(Dir::Tmp);
+    let mut out: Vec<(JobId, String)> = std::fs::read_dir(&tmp)
+        .at("list", &tmp)?
+        .flatten()
+        .filter_map(|e| parse_claim_name(e.file_name().to_str()?))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// How old a dotfile in `incoming/` must be to count as abandoned: a submitter writes
+/// one and renames it within a second, so one a day old belongs to one that was killed.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(86_400);
+
+/// Dotfiles (and links) in `incoming/` older than [`STALE_TEMP_AGE`]: the temp files of
+/// killed submitters, which nobody else would ever remove. Directories are left alone.
+pub fn stale_temp_files(spool: &Spool) -> Result<Vec<std::path::PathBuf>> {
+    let dir = spool.dir(Dir::Incoming);
+    let cutoff = std::time::SystemTime::now() - STALE_TEMP_AGE;
+    Ok(std::fs::read_dir(&dir)
+        .at("list", &dir)?
+        .flatten()
+        .filter(|e| e.file_name().as_encoded_bytes().starts_with(b"."))
+        .filter(|e| {
+            std::fs::symlink_metadata(e.path())
+                .is_ok_and(|m| !m.is_dir() && m.modified().is_ok_and(|t| t < cutoff))
+        })
+        .map(|e| e.path())
+        .collect())
 }
 
 /// Remove a claimed entry; a directory someone dropped is removed with its content.

@@ -48,10 +48,13 @@ pub enum Dir {
     Tmp,
     /// `NAME.json`: the concrete spec Spack made of a job's spec, as Spack printed it.
     Concrete,
+    /// Entries set aside because they could be neither taken nor removed: for an admin
+    /// to inspect and remove (as Postfix's `corrupt/`).
+    Quarantine,
 }
 
 impl Dir {
-    pub const ALL: [Dir; 10] = [
+    pub const ALL: [Dir; 11] = [
         Dir::Incoming,
         Dir::Pending,
         Dir::Running,
@@ -62,6 +65,7 @@ impl Dir {
         Dir::Receipts,
         Dir::Tmp,
         Dir::Concrete,
+        Dir::Quarantine,
     ];
     /// The directories that hold job files, earliest state first.
     pub const STATES: [Dir; 5] = [
@@ -86,6 +90,7 @@ impl Dir {
             Dir::Receipts => "receipts",
             Dir::Tmp => "tmp",
             Dir::Concrete => "concrete",
+            Dir::Quarantine => "quarantine",
         }
     }
 
@@ -96,6 +101,8 @@ impl Dir {
             // setgid: files are written here and renamed into the group-readable state
             // directories, so they must get the spool's group, not the worker's own.
             Dir::Tmp => 0o2700,
+            // What members dropped and nobody could remove: the worker user and root only.
+            Dir::Quarantine => 0o2700,
             _ => 0o2750,
         }
     }
@@ -108,7 +115,12 @@ impl Dir {
             Dir::Done => Some(State::Done),
             Dir::Failed => Some(State::Failed),
             Dir::Cancelled => Some(State::Cancelled),
-            Dir::Incoming | Dir::Logs | Dir::Receipts | Dir::Tmp | Dir::Concrete => None,
+            Dir::Incoming
+            | Dir::Logs
+            | Dir::Receipts
+            | Dir::Tmp
+            | Dir::Concrete
+            | Dir::Quarantine => None,
         }
     }
 }

@@ -76,12 +76,20 @@ fn write_synced(tmp: &mut tempfile::NamedTempFile, bytes: &[u8], durable: bool) 
 /// Create `dir/file_name` with `bytes`, never replacing an existing file. The temp file
 /// is written in `dir` itself, so this also serves the CLI, which cannot write `tmp/`.
 pub fn create_new_in(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
+    place_new_in(dir, file_name, bytes)?;
+    fsync_dir(dir)
+}
+
+/// [`create_new_in`] without the fsync of `dir`: the caller makes the name durable, and
+/// knows, if that fails, that the file is there all the same (a half-failed step that
+/// the caller must resolve: `submit` removes the file again, or says it is queued).
+pub fn place_new_in(dir: &Path, file_name: &str, bytes: &[u8]) -> Result<()> {
     let mut tmp = temp_in(dir)?;
     write_synced(&mut tmp, bytes, true)?;
     let target = dir.join(file_name);
     tmp.persist_noclobber(&target)
         .map_err(|e| Error::io("create", &target, e.error))?;
-    fsync_dir(dir)
+    Ok(())
 }
 
 /// Create a job file in a state directory (intake's step 4). Fails if it exists. Without
@@ -182,6 +190,15 @@ pub fn move_job_as(
         fsync_dir(&spool.dir(to))?;
     }
     Ok(())
+}
+
+/// Whether a *move* of `name` from `from` to `to` has happened, judged from the disk: the
+/// file is in `to` and no longer in `from`. A move whose rename succeeded and whose fsync
+/// failed returned an error, but the job is where it was sent: the caller goes on from
+/// there rather than redoing the step from memory (spool-layout.md, *Crash points*).
+pub fn moved(spool: &Spool, name: &JobName, from: Dir, to: Dir) -> bool {
+    let present = |d| fs::symlink_metadata(spool.job_path(d, name)).is_ok();
+    present(to) && !present(from)
 }
 
 /// Intake's claim: `incoming/TICKET → tmp/CLAIM`. With `sync`, fsync both directories at

@@ -54,6 +54,10 @@ use std::time::{Duration, Instant};
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// How often the worker removes old receipts (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How many `incoming/` entries one pass of intake takes before the loop plans and starts
+/// jobs again; the rest wait for the next pass, at once. Owners take turns within a pass
+/// ([`fair_order`]).
+const INTAKE_BATCH: usize = 64;
 /// How many finished jobs `worker.toml` lists.
 const RECENT: usize = 10;
 
@@ -171,6 +175,8 @@ pub struct Worker {
     backoff: Duration,
     /// Claims whose record could not be written yet (an I/O error): retried after backoff.
     stuck_claims: Vec<(JobId, String)>,
+    /// `incoming/` entries found but left for the next pass of intake ([`INTAKE_BATCH`]).
+    intake_backlog: Vec<String>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
     /// The ready jobs of the last plan, best first, while nothing they depend on has
@@ -206,6 +212,21 @@ impl Worker {
                 spool.root().display()
             ))
         })?;
+        // A spool made before quarantine/ and concrete/ existed gets them from its worker
+        // (which owns the spool root), not a refusal to start.
+        for d in [Dir::Quarantine, Dir::Concrete] {
+            let path = spool.dir(d);
+            if !path.is_dir() {
+                use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+                std::fs::DirBuilder::new()
+                    .mode(d.mode())
+                    .create(&path)
+                    .and_then(|_| {
+                        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(d.mode()))
+                    })
+                    .at("create", &path)?;
+            }
+        }
         for d in Dir::ALL {
             if !spool.dir(d).is_dir() {
                 return Err(Error::Other(format!(
@@ -282,6 +303,7 @@ impl Worker {
             backoff_until: None,
             backoff: Duration::from_secs(1),
             stuck_claims: Vec::new(),
+            intake_backlog: Vec::new(),
             settle_scan_at: None,
             last_prune: now,
             dirty: true,
@@ -368,7 +390,12 @@ impl Worker {
             if self.backoff_until.is_some_and(|t| now < t) {
                 continue;
             }
-            self.backoff_until = None;
+            // The back-off is over: retry now, from what is on disk (the log said "retrying
+            // in 1s"; the next periodic rescan may be minutes away).
+            if self.backoff_until.take().is_some() {
+                rescan = true;
+                self.retry_claims();
+            }
             if !self.stuck_claims.is_empty() {
                 let claims = std::mem::take(&mut self.stuck_claims);
                 self.process_claims(claims);
@@ -382,14 +409,15 @@ impl Worker {
                 if let Err(e) = self.reload_pending() {
                     self.io_error(e);
                 }
+                // Claims left in tmp/ by a step that failed are found on every rescan too.
+                self.retry_claims();
                 self.intake_scan(Some(SETTLE));
                 self.track_cluster();
+                self.check_running_files();
                 if now >= self.last_prune + PRUNE_EVERY {
                     self.prune_receipts();
                 }
-            } else if !names.is_empty() {
-                names.sort();
-                names.dedup();
+            } else if !names.is_empty() || !self.intake_backlog.is_empty() {
                 self.intake(names);
             }
             self.enforce_deadlines();
@@ -404,13 +432,72 @@ impl Worker {
                 self.write_status(self.current_state());
             }
         }
+        // Installs that ended but whose outcome could not be recorded (a failing disk):
+        // one last try, else the next start's recovery finishes them from running/.
+        for (id, exit) in std::mem::take(&mut self.deferred_exits) {
+            self.on_exit(id, exit);
+        }
         self.write_status(WorkerState::Stopped);
         tracing::info!("worker stopped");
         Ok(())
     }
 
+    /// Claims in `tmp/`, as the disk has them, after an I/O error: one whose record
+    /// exists gets its receipt and is removed (intake's last steps); one without a record
+    /// is taken in again. A half-failed batch is thereby finished from the directory, not
+    /// from a list in memory that may have missed some.
+    fn retry_claims(&mut self) {
+        let claims = match intake::leftover_claims(&self.spool) {
+            Ok(c) => c,
+            Err(e) => return self.io_error(e),
+        };
+        for (id, ticket) in claims {
+            if self.stuck_claims.iter().any(|(i, _)| *i == id) {
+                continue;
+            }
+            match store::locate(&self.spool, id) {
+                Ok(Some((dir, name))) => {
+                    let done = store::read(&self.spool, dir, &name)
+                        .and_then(|job| intake::finish(&self.spool, &job));
+                    if let Err(e) = done {
+                        return self.io_error(e);
+                    }
+                }
+                Ok(None) => self.stuck_claims.push((id, ticket)),
+                Err(e) => return self.io_error(e),
+            }
+        }
+    }
+
+    /// Whether the install of `id` has ended and only its outcome waits to be recorded.
+    fn ended(&self, id: JobId) -> bool {
+        self.deferred_exits.iter().any(|(i, _)| *i == id)
+    }
+
+    /// Warn (once) about a running job whose `running/` file someone removed by hand: the
+    /// worker still records the install's outcome when it ends, which brings it back.
+    fn check_running_files(&mut self) {
+        for r in self.running.values() {
+            let name = r.job.name();
+            let path = self.spool.job_path(Dir::Running, &name);
+            if std::fs::symlink_metadata(&path).is_err()
+                && !self.ended(name.id)
+                && self.unreadable.insert(format!("running/{name}"))
+            {
+                tracing::warn!(
+                    job = %name,
+                    "{} was removed by hand while its install runs; the install goes on and its \
+                     outcome will be recorded when it ends (cancel it with `spack-installer cancel {}`)",
+                    path.display(),
+                    name.id
+                );
+            }
+        }
+    }
+
     /// Receipts are a courtesy for `submit`: remove those older than a day (spool-layout.md,
-    /// *Receipts*), so `receipts/` does not grow by one file per submission for ever.
+    /// *Receipts*), so `receipts/` does not grow by one file per submission for ever. The
+    /// temp files of killed submitters in `incoming/` go after a day too.
     fn prune_receipts(&mut self) {
         self.last_prune = Instant::now();
         match intake::old_receipts(&self.spool) {
@@ -420,6 +507,20 @@ impl Worker {
                 }
             }
             Err(e) => tracing::warn!("receipts not pruned: {e}"),
+        }
+        match intake::stale_temp_files(&self.spool) {
+            Ok(old) => {
+                for path in old {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => tracing::info!(
+                            "removed {}: a submitter's temp file, untouched for a day",
+                            path.display()
+                        ),
+                        Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("stale temp files not removed: {e}"),
         }
     }
 
@@ -434,13 +535,29 @@ impl Worker {
     }
 
     fn should_exit(&self) -> bool {
+        // An install that has ended and waits only for its outcome to be written does not
+        // hold up a stop: the last try after the loop, or the next start, records it.
+        if self.draining && self.running.keys().all(|id| self.ended(*id)) {
+            return true;
+        }
         if !self.running.is_empty() || !self.concretize_idle() {
             return false;
         }
-        if self.draining {
-            return true;
-        }
         if self.opts.until_idle {
+            // Not idle while something waits for a retry: a claim without a record, an
+            // outcome not yet written, a job dropped from memory by a failed start.
+            if self.backoff_until.is_some()
+                || !self.stuck_claims.is_empty()
+                || !self.deferred_exits.is_empty()
+                || intake::leftover_claims(&self.spool).is_ok_and(|c| {
+                    // Only claims still without a job: one whose job exists is litter a
+                    // failed unlink left (reported), not a job waiting.
+                    c.iter()
+                        .any(|(id, _)| store::locate(&self.spool, *id).is_ok_and(|l| l.is_none()))
+                })
+            {
+                return false;
+            }
             let incoming = intake::candidates(&self.spool, None)
                 .map(|(c, _)| c.is_empty())
                 .unwrap_or(true);
@@ -460,6 +577,9 @@ impl Worker {
         // rescan deadline is already past then, and would make the wait a spin).
         if let Some(b) = self.backoff_until {
             return b;
+        }
+        if !self.intake_backlog.is_empty() {
+            return Instant::now();
         }
         let mut t = self.last_rescan + self.cfg.check_interval.value;
         t = t.min(self.last_heartbeat + notify::heartbeat_every(self.cfg.heartbeat_interval.value));
@@ -487,6 +607,12 @@ impl Worker {
         if self.backoff_until.is_none() {
             tracing::error!("{e}; retrying in {:?}", self.backoff);
         }
+        self.backoff_until = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
+    }
+
+    /// Back off as after an I/O error that was already reported.
+    fn io_error_quiet(&mut self) {
         self.backoff_until = Some(Instant::now() + self.backoff);
         self.backoff = (self.backoff * 2).min(Duration::from_secs(60));
     }
@@ -548,13 +674,16 @@ impl Worker {
         }
     }
 
-    fn intake(&mut self, names: Vec<String>) {
+    fn intake(&mut self, mut names: Vec<String>) {
+        names.append(&mut self.intake_backlog);
+        names.sort();
+        names.dedup();
+        let mut names = fair_order(&self.spool, names);
+        if names.len() > INTAKE_BATCH {
+            self.intake_backlog = names.split_off(INTAKE_BATCH);
+        }
         let (requests, jobs): (Vec<String>, Vec<String>) =
             names.into_iter().partition(|n| store::is_request_ticket(n));
-        let jobs: Vec<String> = jobs
-            .into_iter()
-            .filter(|n| std::fs::symlink_metadata(self.spool.dir(Dir::Incoming).join(n)).is_ok())
-            .collect();
         if !jobs.is_empty()
             && let Err(e) = self.reserve_ids(jobs.len() as u64)
         {
@@ -680,6 +809,18 @@ impl Worker {
             .spool
             .dir(Dir::Tmp)
             .join(intake::claim_name(id, ticket));
+        if let Some(reason) = intake::bad_ticket_name(ticket) {
+            let owner = std::fs::symlink_metadata(&path).ok().map(|m| m.uid());
+            return (
+                owner,
+                Verdict::Reject {
+                    reason,
+                    original: intake::open_claimed(&path)
+                        .map(|o| o.text)
+                        .unwrap_or_default(),
+                },
+            );
+        }
         match intake::open_claimed(&path) {
             Err(refused) => (
                 refused.owner_uid,
@@ -820,7 +961,7 @@ impl Worker {
         };
         if let Err(e) = receipt
             .write(&self.spool)
-            .and_then(|_| intake::remove_claim(&path))
+            .and_then(|_| intake::dispose_claim(&self.spool, &path))
         {
             self.io_error(e);
         }
@@ -930,10 +1071,10 @@ impl Worker {
                         job.state.reason = Some(format!("cancelled by {who}"));
                         job.state.finished_at = Some(now);
                         job.state.since = now;
-                        rewrite(&self.spool, Dir::Pending, &job)
-                            .and_then(|_| {
-                                move_job(&self.spool, &name, Dir::Pending, Dir::Cancelled)
-                            })
+                        let result = rewrite(&self.spool, Dir::Pending, &job).and_then(|_| {
+                            move_job(&self.spool, &name, Dir::Pending, Dir::Cancelled)
+                        });
+                        self.settle(result, &name, Dir::Pending, Dir::Cancelled)
                             .map(|_| format!("cancelled {name}"))
                     }
                 };
@@ -1160,9 +1301,18 @@ impl Worker {
         job.state.reason = Some(why.clone());
         job.state.finished_at = Some(now);
         job.state.since = now;
-        match rewrite(&self.spool, Dir::Pending, &job)
-            .and_then(|_| move_job(&self.spool, &name, Dir::Pending, state.dir()))
-        {
+        let result = if transition::moved(&self.spool, &name, Dir::Pending, state.dir()) {
+            Ok(())
+        } else if !self.spool.job_path(Dir::Pending, &name).exists() {
+            // Removed by hand: nothing to fail, and never recreated from memory.
+            self.pending.remove(&id);
+            self.pending_mtime.remove(&id);
+            return;
+        } else {
+            rewrite(&self.spool, Dir::Pending, &job)
+                .and_then(|_| move_job(&self.spool, &name, Dir::Pending, state.dir()))
+        };
+        match self.settle(result, &name, Dir::Pending, state.dir()) {
             Ok(()) => {
                 let outcome = if state == State::Done {
                     tracing::info!(job_id = id.0, job = %name, "done: {why}");
@@ -1207,9 +1357,11 @@ impl Worker {
         // Neither step of *start* is fsynced to its directory: a power cut that undoes
         // them finds the job back in pending/ (spool-layout.md, *Durability*).
         if let Err(e) = move_job_as(&self.spool, &name, Dir::Pending, Dir::Running, Content) {
-            // Gone (an admin moved it) or an I/O error: reread the directory later.
+            // Gone (an admin moved it) or an I/O error: forget it, mtime included, so the
+            // rescan after the back-off reads pending/ afresh and finds it if it is there.
             self.pending.remove(&id);
             self.release(id);
+            self.pending_mtime.remove(&id);
             return self.io_error(e);
         }
         self.pending.remove(&id);
@@ -1350,7 +1502,11 @@ impl Worker {
         let log = self.spool.log_path(&name);
         let elapsed = Duration::from_secs(r.started.elapsed().as_secs());
         let now = Timestamp::now();
-        if let Some(StopReason::Shutdown) = r.stop {
+        // Interrupted by a shutdown: requeued, unless the install had already succeeded
+        // (it ended as the signal came); that one is done, and is not installed again.
+        if let Some(StopReason::Shutdown) = r.stop
+            && !exit.success()
+        {
             append_log(
                 &log,
                 "==> spack-installer: interrupted by the worker's shutdown; requeued\n",
@@ -1419,8 +1575,7 @@ impl Worker {
         } else {
             Content
         };
-        let result = rewrite_as(&self.spool, Dir::Running, &job, durable)
-            .and_then(|_| move_job_as(&self.spool, &name, Dir::Running, state.dir(), durable));
+        let result = self.record_outcome(&job, durable);
         match result {
             Ok(()) => {
                 tracing::info!(job_id = id.0, job = %name, exit_code = exit.code(), state = %state, "{reason}");
@@ -1459,6 +1614,49 @@ impl Worker {
             && let Err(e) = js.release()
         {
             tracing::error!("cannot renew the jobserver pipe: {e}");
+        }
+    }
+
+    /// *finish* on disk, judged from the disk: a retry after a move whose rename was done
+    /// but whose fsync failed finds the job already in its directory and stops there; it
+    /// never writes `running/NAME` again from memory (that made a second copy that could
+    /// never be moved). A `running/` file removed by hand is written anew, and said so.
+    fn record_outcome(&mut self, job: &Job, durable: Durable) -> Result<()> {
+        let name = job.name();
+        let to = job.state.state.dir();
+        if transition::moved(&self.spool, &name, Dir::Running, to) {
+            return Ok(());
+        }
+        if !self.spool.job_path(Dir::Running, &name).exists() {
+            tracing::warn!(
+                job = %name,
+                "running/{} was removed by hand while its install ran; writing its outcome anew",
+                name.file_name()
+            );
+        }
+        let result = rewrite_as(&self.spool, Dir::Running, job, durable)
+            .and_then(|_| move_job_as(&self.spool, &name, Dir::Running, to, durable));
+        self.settle(result, &name, Dir::Running, to)
+    }
+
+    /// The result of a *move* (after any rewrite), with a half-failed one resolved from
+    /// the disk: if the rename was done and only the fsync failed, the job is where it was
+    /// sent, which is what the caller must go on from. The error is still logged (and
+    /// backed off from): a power cut may undo the move, and recovery then finishes it,
+    /// since the record already says the new state.
+    fn settle(&mut self, result: Result<()>, name: &JobName, from: Dir, to: Dir) -> Result<()> {
+        match result {
+            Err(e) if transition::moved(&self.spool, name, from, to) => {
+                tracing::error!(
+                    job = %name,
+                    "moved to {}/, but {e}; a power cut may undo the move, which the next \
+                     start then finishes",
+                    to.name()
+                );
+                self.io_error_quiet();
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -1600,7 +1798,12 @@ impl Worker {
                     "interrupting {} running install(s); they go back to pending/",
                     self.running.len()
                 );
-                for r in self.running.values_mut() {
+                let ended: Vec<JobId> = self.deferred_exits.iter().map(|(i, _)| *i).collect();
+                for (id, r) in self.running.iter_mut() {
+                    // Already ended: its outcome stands, it is not to be requeued.
+                    if ended.contains(id) {
+                        continue;
+                    }
                     if !matches!(r.stop, Some(StopReason::Cancel { .. })) {
                         r.stop = Some(StopReason::Shutdown);
                     }
@@ -1657,6 +1860,38 @@ impl Worker {
         let running: Vec<JobName> = self.running.values().map(|r| r.job.name()).collect();
         let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
         notify::heartbeat(&self.spool, state, &running, every);
+    }
+}
+
+/// The `incoming/` entries to take, owners taking turns: the first entry of each owner,
+/// then the second of each, and so on (by name within one owner). Entries gone already
+/// are left out. With [`INTAKE_BATCH`], a flood of files from one member costs another
+/// member's job at most one batch of waiting, not the whole flood.
+fn fair_order(spool: &Spool, names: Vec<String>) -> Vec<String> {
+    let dir = spool.dir(Dir::Incoming);
+    let mut by_owner: BTreeMap<u32, VecDeque<String>> = BTreeMap::new();
+    let mut owners: Vec<u32> = Vec::new();
+    for n in names {
+        let Ok(m) = std::fs::symlink_metadata(dir.join(&n)) else {
+            continue;
+        };
+        let q = by_owner.entry(m.uid()).or_default();
+        if q.is_empty() {
+            owners.push(m.uid());
+        }
+        q.push_back(n);
+    }
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        for uid in &owners {
+            if let Some(n) = by_owner.get_mut(uid).and_then(|q| q.pop_front()) {
+                out.push(n);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
     }
 }
 

@@ -61,7 +61,12 @@ pub fn recover(spool: &Spool) -> Result<Recovered> {
         } else if let Some((id, ticket)) = parse_claim_name(&file) {
             highest = highest.max(id.0);
             if seen.contains_key(&id) {
-                crate::spool::intake::remove_claim(&path)?;
+                // One entry that cannot be removed never stops the start: it is set aside,
+                // or, failing that, left and reported.
+                if let Err(e) = crate::spool::intake::dispose_claim(spool, &path) {
+                    r.actions
+                        .push(format!("{file}: left in tmp/ (its job {id} exists): {e}"));
+                }
             } else {
                 r.actions
                     .push(format!("redoing the intake of {ticket} as job {id}"));
