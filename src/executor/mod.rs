@@ -124,18 +124,24 @@ pub trait Executor {
     }
 }
 
-/// The environment an install gets: the worker's variables that match `allow` (exact
-/// names, or prefixes ending in `*`), plus unbuffered Python output (so the log can be
-/// followed live) and the job marker that lets recovery find stray processes.
-pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, String)> {
+/// The worker's environment variables that `allow` names (`*` at the end: a prefix).
+pub fn allowed_env(allow: &[String]) -> Vec<(String, String)> {
     let matches = |k: &str| {
         allow.iter().any(|a| match a.strip_suffix('*') {
             Some(prefix) => k.starts_with(prefix),
             None => k == a,
         })
     };
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| matches(k) && k != marker.0)
+    std::env::vars().filter(|(k, _)| matches(k)).collect()
+}
+
+/// The environment an install gets: the worker's variables that match `allow` (exact
+/// names, or prefixes ending in `*`), plus unbuffered Python output (so the log can be
+/// followed live) and the job marker that lets recovery find stray processes.
+pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = allowed_env(allow)
+        .into_iter()
+        .filter(|(k, _)| k != marker.0)
         .collect();
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
     env.push((marker.0.to_string(), marker.1));
