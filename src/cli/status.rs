@@ -14,7 +14,6 @@ use crate::spool::status::{Liveness, Paused, WorkerStatus};
 use crate::spool::{Dir, store};
 use crate::time::{Timestamp, short};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::time::Duration;
@@ -148,7 +147,7 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
             _ => counts.running = names.len(),
         }
         if wanted(dir.name()) {
-            jobs.extend(read_views(ctx, &names, now));
+            jobs.extend(read_views(ctx, &names, now, true));
         }
     }
     let finished_wanted = a.all
@@ -191,7 +190,7 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
                     .map(|n| (dir, n))
                     .collect();
                 jobs.extend(
-                    read_views(ctx, &names, now)
+                    read_views(ctx, &names, now, true)
                         .into_iter()
                         .filter(|v| wanted(&v.state) || a.all),
                 );
@@ -248,7 +247,8 @@ fn newest(
         let (now_read, later) = rest.split_at(batch.min(rest.len()));
         rest = later;
         batch = (batch * 2).min(8192);
-        for v in read_views(ctx, now_read, now) {
+        // A stat per job read, not a listing of all of logs/: that grows with the history.
+        for v in read_views(ctx, now_read, now, false) {
             let submitted: Option<Timestamp> =
                 v.submitted_at.as_deref().and_then(|t| t.parse().ok());
             if let (Some(c), Some(t)) = (cutoff, submitted)
@@ -269,13 +269,21 @@ fn newest(
 
 /// Read these jobs, on every core when there are many (`--all` reads the whole
 /// history), in the order given; a file that moved meanwhile is looked for again.
-fn read_views(ctx: &Ctx, names: &[(Dir, JobName)], now: Timestamp) -> Vec<JobView> {
+fn read_views(
+    ctx: &Ctx,
+    names: &[(Dir, JobName)],
+    now: Timestamp,
+    list_logs: bool,
+) -> Vec<JobView> {
     // Which jobs have a log: one stat each for active jobs and a few finished ones; for
     // many finished jobs (`--all`), one listing of logs/ (a few getdents calls per
-    // thousand names) instead of a stat per job. Never for active jobs alone: logs/ grows
-    // with the history, and `status` must not.
-    let many_finished = names.len() >= MANY && names.iter().all(|(d, _)| Dir::FINISHED.contains(d));
-    let logs: Option<HashSet<String>> = many_finished.then(|| {
+    // thousand names) instead of a stat per job. Never for active jobs alone, nor for the
+    // bounded reads of --since and --limit (`list_logs`): logs/ grows with the history,
+    // and they must not.
+    let many_finished =
+        list_logs && names.len() >= MANY && names.iter().all(|(d, _)| Dir::FINISHED.contains(d));
+    // FxHash: these are our own file names, and SipHash showed in the profile.
+    let logs: Option<rustc_hash::FxHashSet<String>> = many_finished.then(|| {
         fs::read_dir(ctx.spool.dir(Dir::Logs))
             .map(|d| {
                 d.filter_map(|e| e.ok()?.file_name().into_string().ok())
