@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::executor::budget::{self, Size};
+use crate::job::Mail;
 use crate::time::Span;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 pub const DEFAULT_CONFIG: &str = "/etc/spack-installer/config.toml";
 pub const DEFAULT_SETUP_SCRIPT: &str = "/opt/spack/share/spack/setup-env.sh";
+pub const DEFAULT_SENDMAIL: &str = "/usr/sbin/sendmail";
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,12 @@ struct ConfigFile {
     concretize_max_age: Option<Span>,
     spack_config_paths: Option<Vec<PathBuf>>,
     spack_install_tree: Option<PathBuf>,
+    on_finish: Option<Vec<String>>,
+    hook_timeout: Option<Span>,
+    mail: Option<Mail>,
+    sendmail: Option<PathBuf>,
+    mail_domain: Option<String>,
+    metrics_dir: Option<PathBuf>,
 }
 
 /// Whether the worker asks Spack what a job will build before it builds it.
@@ -219,6 +227,18 @@ pub struct Config {
     /// Spack's install tree, where `install_times.json` of installed packages give
     /// estimates. Unset: `PREFIX/opt/spack` of the `spack` that runs.
     pub spack_install_tree: Setting<Option<PathBuf>>,
+    /// The program (argv, no shell) the worker runs after each job ends
+    /// (`worker::hooks`); empty: none.
+    pub on_finish: Setting<Vec<String>>,
+    /// How long a hook or a mail may take before it is killed.
+    pub hook_timeout: Setting<Duration>,
+    /// When owners get mail, for jobs that do not say (`worker::mail`).
+    pub mail: Setting<Mail>,
+    pub sendmail: Setting<PathBuf>,
+    /// Appended to owners' user names (`alice` → `alice@DOMAIN`); unset: local delivery.
+    pub mail_domain: Setting<Option<String>>,
+    /// Where `metrics.prom` is written (`worker::metrics`); unset: the spool's root.
+    pub metrics_dir: Setting<Option<PathBuf>>,
 }
 
 impl Default for Config {
@@ -260,6 +280,12 @@ impl Default for Config {
             concretize_max_age: Setting::default(Duration::from_secs(24 * 3600)),
             spack_config_paths: Setting::default(Vec::new()),
             spack_install_tree: Setting::default(None),
+            on_finish: Setting::default(Vec::new()),
+            hook_timeout: Setting::default(Duration::from_secs(60)),
+            mail: Setting::default(Mail::Never),
+            sendmail: Setting::default(PathBuf::from(DEFAULT_SENDMAIL)),
+            mail_domain: Setting::default(None),
+            metrics_dir: Setting::default(None),
         }
     }
 }
@@ -444,6 +470,48 @@ impl Config {
             }
             self.slurm.set(v, src());
         }
+        let bad = |message: String| Error::Config {
+            path: path.into(),
+            message,
+        };
+        if let Some(v) = f.on_finish {
+            match v.first() {
+                Some(p) if !Path::new(p).is_absolute() => {
+                    return Err(bad(format!(
+                        "on_finish: `{p}` is not an absolute path; write the program's full path, e.g. [\"/usr/local/bin/notify-install\"]"
+                    )));
+                }
+                _ => self.on_finish.set(v, src()),
+            }
+        }
+        span!(hook_timeout);
+        if self.hook_timeout.value.is_zero() {
+            return Err(bad("hook_timeout must be at least 1 second".into()));
+        }
+        if let Some(v) = f.mail {
+            self.mail.set(v, src());
+        }
+        if let Some(v) = f.sendmail {
+            if !v.is_absolute() {
+                return Err(bad(format!(
+                    "sendmail: `{}` is not an absolute path; e.g. \"{DEFAULT_SENDMAIL}\"",
+                    v.display()
+                )));
+            }
+            self.sendmail.set(v, src());
+        }
+        if let Some(v) = f.mail_domain {
+            if !is_domain(&v) {
+                return Err(bad(format!(
+                    "mail_domain: `{}` is not a domain name (letters, digits, `-` and `.`), e.g. \"example.org\"",
+                    v.escape_debug()
+                )));
+            }
+            self.mail_domain.set(Some(v), src());
+        }
+        if let Some(v) = f.metrics_dir {
+            self.metrics_dir.set(Some(v), src());
+        }
         Ok(())
     }
 
@@ -555,6 +623,15 @@ impl Config {
             self.spack_setup_script.source
         )))
     }
+}
+
+/// A domain for mail addresses: nothing a header could be bent with.
+fn is_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with(['.', '-'])
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
 }
 
 /// `<root>/share/spack/setup-env.sh` → `<root>`; `<root>/setup-env.sh` → `<root>` too (the

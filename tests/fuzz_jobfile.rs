@@ -129,6 +129,7 @@ const KEYS: &[&str] = &[
     "timeout",
     "note",
     "retry_of",
+    "mail",
     "request",
     "job",
     "reason",

@@ -1,7 +1,10 @@
 //! `status`: the queue at a glance. By default the active jobs (incoming, pending,
 //! running) and the last few finished ones, which the worker lists in `worker.toml`, so
 //! the cost does not grow with history: `done/` is not read unless `--all` or `--state`
-//! asks for it.
+//! asks for it. `--since` and `--limit` bound how much of it is read: job names sort by
+//! ID and IDs grow with submission time, so the finished directories are read newest
+//! first, by listing them (no file opened), and reading stops as soon as the bound is
+//! met. No index: the spool stays the only copy of the truth.
 
 use super::Ctx;
 use super::output::{JobView, state_cell, table};
@@ -12,7 +15,6 @@ use crate::spool::{Dir, store};
 use crate::text::printable;
 use crate::time::{Timestamp, short};
 use serde::Serialize;
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::time::Duration;
@@ -28,6 +30,13 @@ pub struct Args {
     /// Every job, including all finished ones.
     #[arg(long)]
     pub all: bool,
+    /// Finished jobs submitted within this long (e.g. 7d, 12h): only that much of the
+    /// history is read. Active jobs are always shown.
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// At most this many finished jobs, the newest. Active jobs are always shown.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// More columns: note, reason, attempts.
     #[arg(short, long)]
     pub verbose: bool,
@@ -138,29 +147,59 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
         jobs.extend(incoming.iter().map(|t| JobView::incoming(spool, t)));
     }
     for dir in [Dir::Pending, Dir::Running] {
-        let names = store::list(spool, dir)?;
+        let names: Vec<(Dir, JobName)> = store::list(spool, dir)?
+            .into_iter()
+            .map(|n| (dir, n))
+            .collect();
         match dir {
             Dir::Pending => counts.pending = names.len(),
             _ => counts.running = names.len(),
         }
         if wanted(dir.name()) {
-            jobs.extend(read_views(ctx, dir, &names, now));
+            jobs.extend(read_views(ctx, &names, now, true));
         }
     }
     let finished_wanted = a.all
         || a.states
             .iter()
             .any(|s| ["done", "failed", "rejected", "cancelled"].contains(&s.as_str()));
-    if finished_wanted {
+    let since = match &a.since {
+        Some(s) => Some(
+            crate::time::parse_span(s)
+                .map_err(|e| crate::Error::Usage(format!("--since {s}: {e}; e.g. --since 7d")))?
+                .0,
+        ),
+        None => None,
+    };
+    if since.is_some() || a.limit.is_some() {
+        let cutoff = since.map(|d| Timestamp(now.0.saturating_sub(d.as_secs())));
+        let mut names = Vec::new();
+        for dir in Dir::FINISHED {
+            if a.states.is_empty()
+                || wanted(dir.name())
+                || (dir == Dir::Failed && wanted("rejected"))
+            {
+                names.extend(store::list(spool, dir)?.into_iter().map(|n| (dir, n)));
+            }
+        }
+        let keep = |v: &JobView| {
+            (a.states.is_empty() || wanted(&v.state))
+                && a.user.as_ref().is_none_or(|u| &v.owner == u)
+        };
+        jobs.extend(newest(ctx, names, now, keep, cutoff, a.limit));
+    } else if finished_wanted {
         for dir in Dir::FINISHED {
             if a.all
                 || a.states.is_empty()
                 || wanted(dir.name())
                 || (dir == Dir::Failed && wanted("rejected"))
             {
-                let names = store::list(spool, dir)?;
+                let names: Vec<(Dir, JobName)> = store::list(spool, dir)?
+                    .into_iter()
+                    .map(|n| (dir, n))
+                    .collect();
                 jobs.extend(
-                    read_views(ctx, dir, &names, now)
+                    read_views(ctx, &names, now, true)
                         .into_iter()
                         .filter(|v| wanted(&v.state) || a.all),
                 );
@@ -196,15 +235,64 @@ pub fn collect(ctx: &Ctx, a: &Args) -> Result<StatusView> {
     })
 }
 
-/// Read the jobs of one directory, on every core (`--all` reads the whole history); a
-/// file that moved meanwhile is looked for again.
-fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<JobView> {
+/// The newest finished jobs that `keep` accepts, newest first: at most `limit`, and
+/// none submitted before `cutoff`. Read in growing batches, each on every core, until a
+/// bound is met; a record submitted before the cutoff ends the reading, as every older
+/// ID was submitted before it (IDs are given in order of intake, `submitted_at` is the
+/// intake's clock).
+fn newest(
+    ctx: &Ctx,
+    mut names: Vec<(Dir, JobName)>,
+    now: Timestamp,
+    keep: impl Fn(&JobView) -> bool,
+    cutoff: Option<Timestamp>,
+    limit: Option<usize>,
+) -> Vec<JobView> {
+    names.sort_unstable_by_key(|(_, n)| std::cmp::Reverse(n.id));
+    let mut out = Vec::new();
+    let mut batch = 64;
+    let mut rest = &names[..];
+    while !rest.is_empty() && limit.is_none_or(|l| out.len() < l) {
+        let (now_read, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch = (batch * 2).min(8192);
+        // A stat per job read, not a listing of all of logs/: that grows with the history.
+        for v in read_views(ctx, now_read, now, false) {
+            let submitted: Option<Timestamp> =
+                v.submitted_at.as_deref().and_then(|t| t.parse().ok());
+            if let (Some(c), Some(t)) = (cutoff, submitted)
+                && t < c
+            {
+                return out;
+            }
+            if keep(&v) {
+                out.push(v);
+                if limit.is_some_and(|l| out.len() >= l) {
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Read these jobs, on every core when there are many (`--all` reads the whole
+/// history), in the order given; a file that moved meanwhile is looked for again.
+fn read_views(
+    ctx: &Ctx,
+    names: &[(Dir, JobName)],
+    now: Timestamp,
+    list_logs: bool,
+) -> Vec<JobView> {
     // Which jobs have a log: one stat each for active jobs and a few finished ones; for
     // many finished jobs (`--all`), one listing of logs/ (a few getdents calls per
-    // thousand names) instead of a stat per job. Never for active jobs alone: logs/ grows
-    // with the history, and `status` must not.
-    let many_finished = names.len() >= MANY && Dir::FINISHED.contains(&dir);
-    let logs: Option<HashSet<String>> = many_finished.then(|| {
+    // thousand names) instead of a stat per job. Never for active jobs alone, nor for the
+    // bounded reads of --since and --limit (`list_logs`): logs/ grows with the history,
+    // and they must not.
+    let many_finished =
+        list_logs && names.len() >= MANY && names.iter().all(|(d, _)| Dir::FINISHED.contains(d));
+    // FxHash: these are our own file names, and SipHash showed in the profile.
+    let logs: Option<rustc_hash::FxHashSet<String>> = many_finished.then(|| {
         fs::read_dir(ctx.spool.dir(Dir::Logs))
             .map(|d| {
                 d.filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -212,9 +300,9 @@ fn read_views(ctx: &Ctx, dir: Dir, names: &[JobName], now: Timestamp) -> Vec<Job
             })
             .unwrap_or_default()
     });
-    let read_one = |name: &JobName| -> Option<JobView> {
-        let (d, job) = match store::read(&ctx.spool, dir, name) {
-            Ok(job) => (dir, job),
+    let read_one = |(dir, name): &(Dir, JobName)| -> Option<JobView> {
+        let (d, job) = match store::read(&ctx.spool, *dir, name) {
+            Ok(job) => (*dir, job),
             Err(_) => {
                 let (d, n) = store::locate(&ctx.spool, name.id).ok()??;
                 (d, store::read(&ctx.spool, d, &n).ok()?)

@@ -46,6 +46,9 @@ pub struct Args {
     /// A note shown by status and show.
     #[arg(long)]
     pub note: Option<String>,
+    /// Mail me when the job ends: never, failures, always (default: the site's `mail`).
+    #[arg(long, value_name = "WHEN")]
+    pub mail: Option<crate::job::Mail>,
     /// Each job waits for the one before it (by package).
     #[arg(long)]
     pub chain: bool,
@@ -403,7 +406,10 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // Validate everything before writing anything.
     let mut files = Vec::new();
     if let Some(path) = &a.file {
-        files.extend(read_stack(path)?);
+        files.extend(read_stack(path)?.into_iter().map(|mut f| {
+            f.mail = f.mail.or(a.mail);
+            f
+        }));
     }
     let mut prev_package: Option<String> = None;
     for spec in &specs {
@@ -420,6 +426,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             timeout,
             note: a.note.clone(),
             retry_of: None,
+            mail: a.mail,
         };
         let sub = f
             .validate()

@@ -129,21 +129,7 @@ pub trait Executor {
     }
 }
 
-/// The environment an install gets: the worker's variables that match `allow` (exact
-/// names, or prefixes ending in `*`), plus unbuffered Python output (so the log can be
-/// followed live) and the job marker that lets recovery find stray processes.
-pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = allowed_env(allow)
-        .into_iter()
-        .filter(|(k, _)| k != marker.0)
-        .collect();
-    env.push((marker.0.to_string(), marker.1));
-    env.sort();
-    env
-}
-
-/// The worker's variables that match `allow`, plus unbuffered Python output: what every
-/// Spack the worker runs gets, installs and questions alike.
+/// The worker's environment variables that `allow` names (`*` at the end: a prefix).
 pub fn allowed_env(allow: &[String]) -> Vec<(String, String)> {
     let matches = |k: &str| {
         allow.iter().any(|a| match a.strip_suffix('*') {
@@ -151,10 +137,19 @@ pub fn allowed_env(allow: &[String]) -> Vec<(String, String)> {
             None => k == a,
         })
     };
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| matches(k) && k != "PYTHONUNBUFFERED")
+    std::env::vars().filter(|(k, _)| matches(k)).collect()
+}
+
+/// The environment an install gets: the worker's variables that match `allow` (exact
+/// names, or prefixes ending in `*`), plus unbuffered Python output (so the log can be
+/// followed live) and the job marker that lets recovery find stray processes.
+pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = allowed_env(allow)
+        .into_iter()
+        .filter(|(k, _)| k != marker.0 && k != "PYTHONUNBUFFERED")
         .collect();
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    env.push((marker.0.to_string(), marker.1));
     env.sort();
     env
 }

@@ -76,6 +76,51 @@ impl std::str::FromStr for Priority {
     }
 }
 
+/// When the owner gets mail about a job's end (`worker::mail`): per job (`mail = …`, or
+/// `submit --mail`), else the site's `mail` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mail {
+    #[default]
+    Never,
+    /// When the job fails (not when it is cancelled: whoever cancelled it knows).
+    Failures,
+    Always,
+}
+
+impl Mail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mail::Never => "never",
+            Mail::Failures => "failures",
+            Mail::Always => "always",
+        }
+    }
+
+    /// Whether a job that ended in `state` is mailed about.
+    pub fn wants(self, state: State) -> bool {
+        match self {
+            Mail::Never => false,
+            Mail::Failures => matches!(state, State::Failed | State::Rejected),
+            Mail::Always => state.is_terminal(),
+        }
+    }
+}
+
+impl std::str::FromStr for Mail {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "never" => Ok(Mail::Never),
+            "failures" => Ok(Mail::Failures),
+            "always" => Ok(Mail::Always),
+            _ => Err(format!(
+                "`{s}` is not a mail choice; use never, failures or always"
+            )),
+        }
+    }
+}
+
 /// The states of a job. Exhaustive: a new state must be handled everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -140,6 +185,8 @@ pub struct JobFile {
         deserialize_with = "id::deserialize_opt_ref"
     )]
     pub retry_of: Option<JobId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<Mail>,
 }
 
 /// A job file that passed every check.
@@ -153,6 +200,8 @@ pub struct Submission {
     pub timeout: Option<Duration>,
     pub note: Option<String>,
     pub retry_of: Option<JobId>,
+    /// The owner's choice; `None`: the site's `mail` setting.
+    pub mail: Option<Mail>,
 }
 
 /// Turn a TOML error into one line with its position, for people.
@@ -232,6 +281,7 @@ impl JobFile {
             timeout,
             note: self.note.clone(),
             retry_of: self.retry_of,
+            mail: self.mail,
         })
     }
 
@@ -252,6 +302,7 @@ impl Submission {
             timeout: self.timeout.map(Span),
             note: self.note.clone(),
             retry_of: self.retry_of,
+            mail: self.mail,
         }
     }
 }
@@ -452,6 +503,7 @@ impl Job {
                 timeout: r.timeout,
                 note: r.note,
                 retry_of: r.retry_of,
+                mail: r.mail,
             };
             let mut sub = file.validate()?;
             // What intake checked is what runs, even if the grammar changed since; a
@@ -496,6 +548,7 @@ struct RecordRepr {
     note: Option<String>,
     #[serde(default, deserialize_with = "id::deserialize_opt_ref")]
     retry_of: Option<JobId>,
+    mail: Option<Mail>,
     original: Option<String>,
     job: Meta,
     state: StateInfo,

@@ -13,6 +13,9 @@
 //! below its guard (the reason is in `worker.toml`; it is checked again at every wake-up).
 
 pub mod concretize;
+pub mod hooks;
+pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod recovery;
 pub mod signals;
@@ -200,6 +203,9 @@ pub struct Worker {
     waiting: Option<String>,
     /// The kernel's OOM kill count when each install started.
     oom_base: HashMap<JobId, u64>,
+    /// Runs `on_finish` and sends mail, off this loop (see [`hooks`]).
+    notifier: hooks::Notifier,
+    metrics: metrics::Metrics,
 }
 
 impl Worker {
@@ -275,6 +281,7 @@ impl Worker {
             )
         };
         let now = Instant::now();
+        let spool_for_metrics = spool.clone();
         let mut w = Worker {
             spool,
             cfg,
@@ -316,6 +323,8 @@ impl Worker {
             admitted: HashSet::new(),
             waiting: None,
             oom_base: HashMap::new(),
+            notifier: hooks::Notifier::start(),
+            metrics: metrics::Metrics::load(&spool_for_metrics)?,
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -783,6 +792,7 @@ impl Worker {
                 _ => {
                     tracing::warn!(job_id = id.0, job = %name, ticket = %ticket, "rejected: {}", job.state.reason.as_deref().unwrap_or(""));
                     self.remember_finished(&name);
+                    self.job_ended(&job);
                 }
             }
             written.push(job);
@@ -800,6 +810,10 @@ impl Worker {
         }
         if !written.is_empty() && self.stuck_claims.is_empty() {
             self.io_ok();
+        }
+        if !written.is_empty() {
+            // The queue grew: metrics.prom counts pending jobs.
+            self.status_changed();
         }
     }
 
@@ -1084,6 +1098,8 @@ impl Worker {
                             self.pending.remove(&id);
                             self.remember_finished(&name);
                             self.finished.add(&name, SchedOutcome::Cancelled, Some(now));
+                            self.job_ended(&job);
+                            self.status_changed();
                         } else {
                             self.pending.insert(id, job);
                             self.pending_mtime.remove(&id);
@@ -1324,6 +1340,8 @@ impl Worker {
                 self.pending.remove(&id);
                 self.finished.add(&name, outcome, Some(now));
                 self.remember_finished(&name);
+                self.job_ended(&job);
+                self.status_changed();
             }
             Err(e) => self.io_error(e),
         }
@@ -1371,6 +1389,7 @@ impl Worker {
         job.state.since = now;
         job.state.attempts += 1;
         job.state.started_at = Some(now);
+        self.metrics.started(&job, now);
         job.state.argv = self.argv(&job, busy);
         job.state.log = Some(Spool::log_rel(&name));
         // Before sbatch: a crash before its job ID is written is then found by name.
@@ -1586,6 +1605,7 @@ impl Worker {
                 };
                 self.finished.add(&name, outcome, Some(now));
                 self.remember_finished(&name);
+                self.job_ended(&job);
                 self.io_ok();
             }
             Err(e) => {
@@ -1658,6 +1678,52 @@ impl Worker {
             }
             other => other,
         }
+    }
+
+    /// A job reached its final directory: count it, and hand it to the notification
+    /// thread (`on_finish`, mail) with the config of this moment.
+    fn job_ended(&mut self, job: &Job) {
+        self.metrics.finished(job);
+        let on_finish = &self.cfg.on_finish.value;
+        let when = job
+            .submission()
+            .and_then(|s| s.mail)
+            .unwrap_or(self.cfg.mail.value);
+        let wants_mail = when.wants(job.state.state);
+        if on_finish.is_empty() && !wants_mail {
+            return;
+        }
+        let ended = hooks::Ended::of(&self.spool, job);
+        // The worker's own SPACK_INSTALLER_* (env_allow's SPACK_* matches them) would be
+        // mistaken for the job's.
+        let env: Vec<(String, String)> = crate::executor::allowed_env(&self.cfg.env_allow.value)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("SPACK_INSTALLER_"))
+            .collect();
+        let mail = if wants_mail {
+            match mail::address(&job.meta.owner, self.cfg.mail_domain.value.as_deref()) {
+                Ok(address) => Some(mail::MailTo {
+                    sendmail: self.cfg.sendmail.value.clone(),
+                    address,
+                    env: env.clone(),
+                }),
+                Err(why) => {
+                    tracing::warn!(job = %ended.name, "no mail sent: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.notifier.send(hooks::Notice {
+            ended,
+            hook: (!on_finish.is_empty()).then(|| hooks::Hook {
+                argv: on_finish.clone(),
+                env,
+            }),
+            mail,
+            timeout: self.cfg.hook_timeout.value,
+        });
     }
 
     fn remember_finished(&mut self, name: &JobName) {
@@ -1857,6 +1923,21 @@ impl Worker {
         ) {
             tracing::debug!("status not written: {e}");
         }
+        let snapshot = metrics::Snapshot {
+            state,
+            pending: self.pending.len(),
+            running: self.running.len(),
+            slots: self.slots(),
+            started_at: self.started_at,
+            heartbeat: st.heartbeat,
+        };
+        let dir = self
+            .cfg
+            .metrics_dir
+            .value
+            .clone()
+            .unwrap_or_else(|| self.spool.root().to_path_buf());
+        self.metrics.write(&dir, &snapshot);
         let running: Vec<JobName> = self.running.values().map(|r| r.job.name()).collect();
         let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
         notify::heartbeat(&self.spool, state, &running, every);
