@@ -1,8 +1,11 @@
 //! The Slurm executor against a real single-node Slurm (slurmctld, slurmd, munge),
-//! started once for this test binary by tests/slurm/start.sh and stopped at exit. The
-//! tests need root (Slurm's daemons and munge); without it, or without the Debian
-//! packages, they say so and pass without running. They run one at a time: they share
-//! the cluster and count its jobs.
+//! started once for this test binary by tests/slurm/start.sh and stopped at exit. That
+//! Slurm is the tests' own (its cluster name, free ports, its own munged and key) and
+//! the tests talk only to it, through its `SLURM_CONF`: another Slurm on this machine
+//! is never touched. The tests need root (Slurm's daemons and munge); without it,
+//! without the Debian packages, or when start.sh cannot start a Slurm of their own,
+//! they say why and pass without running (`SPACK_INSTALLER_REQUIRE_SLURM=1` makes that
+//! a failure instead). They run one at a time: they share the cluster and count its jobs.
 
 mod support;
 
@@ -21,6 +24,8 @@ const PACKAGES: &str = "slurmctld slurmd slurm-client munge";
 struct Slurm {
     dir: PathBuf,
     conf: PathBuf,
+    /// The cluster name start.sh chose; its controller must answer with it.
+    name: String,
 }
 
 static SLURM: OnceLock<Option<Slurm>> = OnceLock::new();
@@ -74,16 +79,26 @@ fn start() -> Option<Slurm> {
         }
     }
     let dir = std::env::temp_dir().join(format!("spack-installer-slurm.{}", std::process::id()));
-    let st = Command::new(script("start.sh")).arg(&dir).status().unwrap();
+    let out = Command::new(script("start.sh")).arg(&dir).output().unwrap();
     // SAFETY: registering a plain extern "C" function; it runs when the harness exits.
     unsafe { nix::libc::atexit(stop_slurm) };
+    let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.code() == Some(2) && std::env::var_os("SPACK_INSTALLER_REQUIRE_SLURM").is_none() {
+        say(&format!("SKIPPED: {why}"));
+        return None;
+    }
     assert!(
-        st.success(),
-        "tests/slurm/start.sh {} failed",
-        dir.display()
+        out.status.success(),
+        "tests/slurm/start.sh {} failed ({}): {why}",
+        dir.display(),
+        out.status
     );
     Some(Slurm {
         conf: dir.join("slurm.conf"),
+        name: fs::read_to_string(dir.join("cluster"))
+            .unwrap()
+            .trim()
+            .to_string(),
         dir,
     })
 }
@@ -375,4 +390,84 @@ fn max_jobs_is_never_exceeded() {
     assert!(most_in_slurm >= 1);
     let info = s.ok(&["worker", "info"]);
     assert!(info.contains("in Slurm"), "{info}");
+}
+
+/// `ClusterName` as the controller that a `SLURM_CONF` leads to reports it.
+fn cluster_name(conf: &Path) -> String {
+    let out = Command::new("scontrol")
+        .args(["show", "config"])
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("ClusterName")).then(|| f.nth(1).unwrap_or("").to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_tests_talk_only_to_their_own_slurm_and_cancel_only_their_jobs() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // Ours answers on ports of its own, by its own name.
+    let conf = fs::read_to_string(&slurm.conf).unwrap();
+    assert!(conf.contains("SlurmctldPort="), "{conf}");
+    assert!(!conf.contains("SlurmctldPort=6817\n"), "{conf}");
+    assert_eq!(cluster_name(&slurm.conf), slurm.name);
+
+    // Another Slurm beside it (as on a machine that runs one): each answers for itself.
+    let other = tempfile::tempdir().unwrap();
+    let dir = other.path().join("slurm");
+    let st = Command::new(script("start.sh")).arg(&dir).status().unwrap();
+    assert!(st.success());
+    let other_conf = dir.join("slurm.conf");
+    let other_name = fs::read_to_string(dir.join("cluster")).unwrap();
+    assert_ne!(other_name.trim(), slurm.name);
+    assert_eq!(cluster_name(&other_conf), other_name.trim());
+    assert_eq!(cluster_name(&slurm.conf), slurm.name);
+
+    // Someone else's job there, and one named like ours: stop.sh cancels only ours.
+    let sbatch = |name: &str| {
+        let out = Command::new("sbatch")
+            .args(["--parsable", "-J", name, "--wrap", "sleep 300"])
+            .env("SLURM_CONF", &other_conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let theirs = sbatch("someone-else");
+    let ours = sbatch("si-000001-x");
+    let st = Command::new(script("stop.sh"))
+        .args([dir.as_os_str(), "--jobs-only".as_ref()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let listed = Command::new("squeue")
+        .args(["-h", "--format=%i %T"])
+        .env("SLURM_CONF", &other_conf)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let state = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    };
+    assert!(
+        matches!(state(&theirs).as_deref(), Some("PENDING" | "RUNNING")),
+        "someone else's job was touched: {listed}"
+    );
+    assert!(
+        !matches!(state(&ours).as_deref(), Some("PENDING" | "RUNNING")),
+        "{listed}"
+    );
+    let st = Command::new(script("stop.sh")).arg(&dir).status().unwrap();
+    assert!(st.success());
+    assert_eq!(cluster_name(&slurm.conf), slurm.name, "ours still answers");
 }
