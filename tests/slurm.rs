@@ -471,3 +471,158 @@ fn the_tests_talk_only_to_their_own_slurm_and_cancel_only_their_jobs() {
     assert!(st.success());
     assert_eq!(cluster_name(&slurm.conf), slurm.name, "ours still answers");
 }
+
+/// A directory holding an `sbatch` that sleeps `secs`, then runs the real one: put it
+/// first in `PATH`.
+fn slow_sbatch(s: &TestSpool, secs: f64) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real = spack_installer::config::find_on_path("sbatch").unwrap();
+    let dir = s.dir.path().join("slow-bin");
+    fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("sbatch");
+    fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nsleep {secs}\nexec {} \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap())
+}
+
+/// How many times the fake Spack started an install of `package`.
+fn spack_runs(s: &TestSpool, package: &str) -> usize {
+    fs::read_to_string(s.dir.path().join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("start {package} ")))
+        .count()
+}
+
+#[test]
+fn a_worker_killed_during_a_slow_sbatch_leaves_one_slurm_job_and_one_spack_run() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    let path = slow_sbatch(&s, 3.0);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "slowsub"]);
+    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
+        s.where_is("000001-slowsub").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Mid-sbatch: the wrapper (and then the real sbatch) outlives the worker.
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    assert_eq!(slurm_id(&s, "running/000001-slowsub.toml"), None);
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        s.where_is("000001-slowsub").as_deref(),
+        Some("done"),
+        "{log}"
+    );
+    let ids = slurm_jobs_named(slurm, "000001-slowsub");
+    assert_eq!(ids.len(), 1, "Slurm got the job {ids:?} times:\n{log}");
+    assert_eq!(spack_runs(&s, "slowsub"), 1, "{log}");
+    assert_eq!(
+        slurm_id(&s, "done/000001-slowsub.toml").map(|i| i.to_string()),
+        Some(ids[0].clone())
+    );
+    assert!(
+        log.contains("waiting for the previous worker's sbatch"),
+        "{log}"
+    );
+    assert_eq!(record(&s, "done/000001-slowsub.toml").state.attempts, 1);
+}
+
+#[test]
+fn a_second_slurm_job_for_an_attempt_runs_no_spack_and_is_cancelled() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "twice=4".into()));
+    let w = s.spawn_worker(&[]);
+    s.ok(&["submit", "twice"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-twice", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-twice.toml").unwrap();
+    // exec-job in any other Slurm job than the recorded one runs no Spack.
+    let other = (id + 1000).to_string();
+    let out = s
+        .command(&["exec-job", "000001-twice"])
+        .env("SLURM_JOB_ID", &other)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        said.contains(&format!(
+            "Slurm job {other} is not the one the spool recorded for 000001-twice attempt 1 (Slurm job {id}): not running Spack"
+        )),
+        "{said}"
+    );
+    let out = s.run(&["exec-job", "000001-twice"]);
+    assert!(!out.status.success(), "outside Slurm: {out:?}");
+    // What an sbatch that outlived a worker lands late: the same batch script, name,
+    // directory and attempt, another Slurm job.
+    let script = slurm_cmd(
+        slurm,
+        "scontrol",
+        &["write", "batch_script", &id.to_string(), "-"],
+    );
+    let show = slurm_cmd(slurm, "scontrol", &["show", "job", "-o", &id.to_string()]);
+    let field = |k: &str| {
+        show.split_whitespace()
+            .find_map(|t| t.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let mut sbatch = Command::new("sbatch")
+        .args([
+            "--parsable".to_string(),
+            "--job-name=si-000001-twice".to_string(),
+            format!("--chdir={}", field("WorkDir")),
+            format!("--output={}", s.path("logs/000001-twice.log").display()),
+            "--open-mode=append".into(),
+            "--comment=spack-installer attempt 1".to_string(),
+        ])
+        .env("SLURM_CONF", &slurm.conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sbatch
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = sbatch.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stray = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    wait_until("the job done", Duration::from_secs(30), || {
+        s.where_is("000001-twice").as_deref() == Some("done")
+    });
+    wait_until("the stray gone from Slurm", Duration::from_secs(15), || {
+        !slurm_cmd(slurm, "squeue", &["-h", "--format=%i"])
+            .lines()
+            .any(|l| l.trim() == stray)
+    });
+    assert_eq!(spack_runs(&s, "twice"), 1, "Spack ran in the stray too");
+    assert_eq!(slurm_id(&s, "done/000001-twice.toml"), Some(id));
+    let log = w.output();
+    assert!(
+        log.contains(&format!("Slurm job {stray} (si-000001-twice)"))
+            && log.contains("cancelling it"),
+        "{log}"
+    );
+}

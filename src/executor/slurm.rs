@@ -16,7 +16,12 @@
 //! **Re-attaching**: the record's `[state.slurm]` says a job was handed to Slurm; with a
 //! job ID it is simply tracked again, without one (the worker died between `sbatch`
 //! returning and the write) it is found by name, working directory and attempt with
-//! `squeue --states=all --name`. A job Slurm knows is never submitted twice.
+//! `squeue --states=all --name`, once any `sbatch` the dead worker left running has
+//! ended (it may still land). A job Slurm knows is never submitted twice.
+//!
+//! **One Slurm job per attempt**: should an orphaned `sbatch` land anyway, `exec-job`
+//! runs Spack only in the Slurm job whose ID the record holds; the others (strays: our
+//! job name and spool, an ID no attempt recorded) are `scancel`led by ID and logged.
 
 use super::{Executor, Exit, Handle, Launch, OnExit, Placed, Reattach};
 use crate::config::{Config, SlurmConfig};
@@ -177,6 +182,47 @@ fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The longest a starting worker waits for a dead worker's `sbatch` to end.
+const SBATCH_WAIT: Duration = Duration::from_secs(120);
+
+/// Wait while a process of ours (on this host) is still submitting job `name` of this
+/// spool: its argv holds our `--job-name` and `--chdir` (an `sbatch` a killed worker
+/// left behind, or a wrapper around it). Bounded by [`SBATCH_WAIT`].
+fn wait_out_sbatch(root: &Path, name: &str) {
+    let job_arg = format!("--job-name={}", slurm_name(name));
+    let dir_arg = format!("--chdir={}", root.display());
+    let me = std::process::id().to_string();
+    let submitting = || -> Option<String> {
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            if args.contains(&job_arg.as_bytes()) && args.contains(&dir_arg.as_bytes()) {
+                return Some(pid);
+            }
+        }
+        None
+    };
+    let until = std::time::Instant::now() + SBATCH_WAIT;
+    let mut said = false;
+    while let Some(pid) = submitting() {
+        if std::time::Instant::now() >= until {
+            tracing::warn!(job = %name, "an sbatch (pid {pid}) of the previous worker is still running after {SBATCH_WAIT:?}; looking the job up anyway");
+            return;
+        }
+        if !said {
+            tracing::info!(job = %name, "waiting for the previous worker's sbatch (pid {pid}) to end before looking the job up in Slurm");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `Key=Value` fields of `scontrol show job -o` (the first of each key).
 fn scontrol_fields(line: &str) -> HashMap<&str, &str> {
     let mut m = HashMap::new();
@@ -208,6 +254,8 @@ pub struct SlurmExecutor {
     config_path: Option<PathBuf>,
     user: String,
     jobs: BTreeMap<u64, Tracked>,
+    /// Strays already cancelled (see [`SlurmExecutor::cancel_strays`]).
+    cancelled_strays: std::collections::HashSet<u64>,
 }
 
 impl SlurmExecutor {
@@ -233,6 +281,7 @@ impl SlurmExecutor {
             config_path: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
             user: identity::user_name(identity::current_uid()),
             jobs: BTreeMap::new(),
+            cancelled_strays: Default::default(),
         })
     }
 
@@ -267,8 +316,9 @@ impl SlurmExecutor {
     }
 
     /// A job handed to Slurm whose ID was never recorded: find it by name, working
-    /// directory (the spool) and attempt, among the jobs slurmctld still knows.
-    fn lookup(&self, job: &Job) -> Result<Option<u64>> {
+    /// directory (the spool) and attempt, among the jobs slurmctld still knows. All of
+    /// them, lowest ID first (more than one only after a double submission).
+    fn lookup(&self, job: &Job) -> Result<Vec<u64>> {
         let out = slurm(
             "squeue",
             &[
@@ -281,18 +331,43 @@ impl SlurmExecutor {
             None,
         )?;
         let comment = format!("spack-installer attempt {}", job.state.attempts);
-        let root = self.spool.root();
-        let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-        Ok(out
+        let mut ids: Vec<u64> = out
             .lines()
             .filter_map(|l| {
                 let mut f = l.splitn(3, '|');
                 let id = f.next()?.trim().parse::<u64>().ok()?;
-                let dir = Path::new(f.next()?);
-                let ours = (dir == root || dir == canon) && f.next()?.trim() == comment;
+                let ours = self.is_our_dir(f.next()?) && f.next()?.trim() == comment;
                 ours.then_some(id)
             })
-            .max())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Whether a Slurm job's working directory is this spool (we submit with `--chdir`).
+    fn is_our_dir(&self, dir: &str) -> bool {
+        let root = self.spool.root();
+        let dir = Path::new(dir.trim());
+        dir == root || root.canonicalize().is_ok_and(|c| dir == c)
+    }
+
+    /// Cancel Slurm jobs of this spool that no attempt recorded (see `exec-job`: they
+    /// run no Spack, but hold a slot of the cluster), once each, and say so.
+    fn cancel_strays(&mut self, strays: Vec<(u64, String)>) {
+        for (id, name) in strays {
+            if !self.cancelled_strays.insert(id) {
+                continue;
+            }
+            tracing::warn!(
+                slurm_job_id = id,
+                "Slurm job {id} ({name}) belongs to this spool but is not the one recorded for \
+                 its attempt (an sbatch that outlived a worker): cancelling it"
+            );
+            if let Err(e) = slurm("scancel", &[id.to_string()], None) {
+                tracing::warn!("could not cancel stray Slurm job {id}: {e}");
+            }
+        }
     }
 
     /// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
@@ -417,14 +492,24 @@ impl Executor for SlurmExecutor {
         let recorded = job.state.slurm.clone().unwrap_or_default();
         let id = match recorded.job_id {
             Some(id) => id,
-            None => match self.lookup(job)? {
-                Some(id) => id,
-                // Gone from slurmctld already, but exec-job ran this attempt.
-                None => match ExitRecord::read(&self.spool, &name) {
-                    Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
-                    _ => return Ok(Reattach::NeverSubmitted),
-                },
-            },
+            None => {
+                // The previous worker's sbatch may still be on its way to slurmctld:
+                // let it land (or fail) before asking Slurm, or we would submit twice.
+                wait_out_sbatch(self.spool.root(), &name);
+                let mut found = self.lookup(job)?;
+                match found.pop() {
+                    Some(id) => {
+                        let strays = found.into_iter().map(|i| (i, slurm_name(&name)));
+                        self.cancel_strays(strays.collect());
+                        id
+                    }
+                    // Gone from slurmctld already, but exec-job ran this attempt.
+                    None => match ExitRecord::read(&self.spool, &name) {
+                        Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
+                        _ => return Ok(Reattach::NeverSubmitted),
+                    },
+                }
+            }
         };
         let slurm = SlurmState {
             job_id: Some(id),
@@ -454,7 +539,7 @@ impl Executor for SlurmExecutor {
             &[
                 "-h".into(),
                 format!("--user={}", self.user),
-                "--format=%i|%T|%N".into(),
+                "--format=%i|%T|%N|%j|%Z".into(),
             ],
             None,
         ) {
@@ -465,16 +550,26 @@ impl Executor for SlurmExecutor {
             }
         };
         let mut listed: HashMap<u64, String> = HashMap::new();
+        let mut strays = Vec::new();
         for l in out.lines() {
-            let mut f = l.split('|');
-            if let (Some(Ok(id)), Some(_state), Some(node)) = (
+            let mut f = l.splitn(5, '|');
+            if let (Some(Ok(id)), Some(_state), Some(node), Some(jname), Some(dir)) = (
                 f.next().map(|s| s.trim().parse::<u64>()),
+                f.next(),
+                f.next(),
                 f.next(),
                 f.next(),
             ) {
                 listed.insert(id, node.trim().to_string());
+                if !self.jobs.contains_key(&id)
+                    && jname.starts_with(JOB_PREFIX)
+                    && self.is_our_dir(dir)
+                {
+                    strays.push((id, jname.to_string()));
+                }
             }
         }
+        self.cancel_strays(strays);
         let mut placed = Vec::new();
         let ids: Vec<u64> = self.jobs.keys().copied().collect();
         for id in ids {
