@@ -626,3 +626,203 @@ fn a_second_slurm_job_for_an_attempt_runs_no_spack_and_is_cancelled() {
         "{log}"
     );
 }
+
+/// Sets a partition's state for the length of a test, and `UP` again however it ends.
+struct PartitionState<'a> {
+    slurm: &'a Slurm,
+    name: &'static str,
+}
+
+impl<'a> PartitionState<'a> {
+    fn set(slurm: &'a Slurm, name: &'static str, state: &str) -> Self {
+        slurm_cmd(
+            slurm,
+            "scontrol",
+            &[
+                "update",
+                &format!("PartitionName={name}"),
+                &format!("State={state}"),
+            ],
+        );
+        PartitionState { slurm, name }
+    }
+}
+
+impl Drop for PartitionState<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("scontrol")
+            .args([
+                "update",
+                &format!("PartitionName={}", self.name),
+                "State=UP",
+            ])
+            .env("SLURM_CONF", &self.slurm.conf)
+            .status();
+    }
+}
+
+fn combined(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_job_slurm_refuses_waits_in_pending_with_slurms_reason_and_runs_once_slurm_is_back() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    let inactive = PartitionState::set(slurm, "debug", "INACTIVE");
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "patient", "behind"]);
+    wait_until("Slurm's refusal shown", Duration::from_secs(20), || {
+        s.ok(&["show", "1"])
+            .contains("waiting for Slurm: sbatch: error:")
+    });
+    // Not failed, not running, not counted as an attempt; the reason says why.
+    assert_eq!(s.where_is("000001-patient").as_deref(), Some("pending"));
+    assert_eq!(s.where_is("000002-behind").as_deref(), Some("pending"));
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("attempts      0"), "{show}");
+    assert!(!show.contains("being submitted"), "{show}");
+    let status = s.ok(&["status"]);
+    assert!(status.contains("waiting for Slurm"), "{status}");
+    // config-check says what is wrong with the partition.
+    let out = s.run(&["config-check"]);
+    let text = combined(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("partition debug is inactive"), "{text}");
+    // Retried with back-off: more than one refusal in the log, not one per loop turn.
+    wait_until("a second try", Duration::from_secs(15), || {
+        s.read("logs/000001-patient.log")
+            .matches("Slurm did not take it")
+            .count()
+            >= 2
+    });
+    let tries = s
+        .read("logs/000001-patient.log")
+        .matches("Slurm did not take it")
+        .count();
+    assert!(tries <= 4, "{tries} tries in a few seconds");
+
+    drop(inactive);
+    wait_until(
+        "both done once Slurm is back",
+        Duration::from_secs(60),
+        || s.ls("done").len() == 2,
+    );
+    let done = record(&s, "done/000001-patient.toml");
+    assert_eq!(done.state.attempts, 1);
+    assert_eq!(done.state.reason.as_deref(), Some("installed"));
+    assert_eq!(spack_runs(&s, "patient"), 1);
+}
+
+/// Stop one of the daemons start.sh started (`slurmctld` or `munged`) until the
+/// returned guard is dropped, which starts it again as start.sh did (recorded in
+/// DIR/pids for stop.sh) and waits until the cluster answers.
+struct Stopped<'a> {
+    slurm: &'a Slurm,
+    daemon: &'static str,
+}
+
+impl<'a> Stopped<'a> {
+    fn stop(slurm: &'a Slurm, daemon: &'static str) -> Self {
+        let pid: i32 = fs::read_to_string(slurm.dir.join(format!("{daemon}.daemon")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        wait_until(&format!("{daemon} gone"), Duration::from_secs(10), || {
+            nix::sys::signal::kill(pid, None).is_err()
+                || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        });
+        Stopped { slurm, daemon }
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let d = &self.slurm.dir;
+        let out = fs::File::create(d.join(format!("{}.restarted.out", self.daemon))).unwrap();
+        let mut cmd = if self.daemon == "munged" {
+            let m = d.join("munge");
+            let mut c = Command::new("runuser");
+            c.args(["-u", "munge", "--", "munged", "-F"])
+                .arg(format!(
+                    "--socket={}",
+                    fs::read_to_string(d.join("munge.socket")).unwrap().trim()
+                ))
+                .arg(format!("--key-file={}", m.join("munge.key").display()))
+                .arg(format!("--pid-file={}", m.join("munged.pid").display()))
+                .arg(format!("--seed-file={}", m.join("munged.seed").display()))
+                .arg(format!("--log-file={}", m.join("munged.log").display()));
+            c
+        } else {
+            let mut c = Command::new("slurmctld");
+            c.args(["-D", "-i"]);
+            c
+        };
+        let mut child = cmd
+            .env("SLURM_CONF", &self.slurm.conf)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        // Reaped when stop.sh (or a later test) ends it.
+        std::thread::spawn(move || child.wait());
+        fs::write(d.join(format!("{}.daemon", self.daemon)), &pid).unwrap();
+        let mut pids = fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("pids"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(pids, "{pid}").unwrap();
+        wait_until("the cluster back", Duration::from_secs(30), || {
+            Command::new("sinfo")
+                .args(["-h", "-p", "debug", "-o", "%T"])
+                .env("SLURM_CONF", &self.slurm.conf)
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle")
+        });
+    }
+}
+
+#[test]
+fn a_stopped_controller_or_munge_keeps_jobs_pending_with_slurms_message() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    let _w = s.spawn_worker(&[]);
+    for (daemon, package, message) in [
+        ("slurmctld", "noctld", "Unable to contact slurm controller"),
+        ("munged", "nomunge", "Protocol authentication error"),
+    ] {
+        let down = Stopped::stop(slurm, daemon);
+        s.ok(&["submit", package]);
+        let name = format!("{:06}-{package}", if daemon == "munged" { 2 } else { 1 });
+        wait_until(
+            &format!("Slurm's message with {daemon} down"),
+            Duration::from_secs(30),
+            || {
+                fs::read_to_string(s.path(&format!("pending/{name}.toml")))
+                    .is_ok_and(|t| t.contains(message))
+                    || s.where_is(&name).as_deref() == Some("failed")
+            },
+        );
+        assert_eq!(s.where_is(&name).as_deref(), Some("pending"));
+        let status = s.ok(&["status"]);
+        assert!(status.contains(message), "{status}");
+        let out = s.run(&["config-check"]);
+        assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
+        drop(down);
+        wait_until(
+            &format!("{name} done once {daemon} is back"),
+            Duration::from_secs(90),
+            || s.where_is(&name).as_deref() == Some("done"),
+        );
+        assert_eq!(record(&s, &format!("done/{name}.toml")).state.attempts, 1);
+    }
+}

@@ -143,8 +143,34 @@ pub fn map_state(state: &str, exit_code: &str) -> Option<Exit> {
     }
 }
 
+/// What Slurm said when a command failed: its stderr's lines joined (`sbatch: error:
+/// Batch job submission failed: ...`), or the exit status when it said nothing.
+fn said(stderr: &[u8], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        status.to_string()
+    } else {
+        lines.join("; ")
+    }
+}
+
 /// Run a Slurm command; its stdout, or an error that names it and its stderr.
 fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
+    slurm_raw(prog, args, stdin)
+        .map_err(|(shown, why)| Error::Other(format!("`{shown}` failed: {why}")))
+}
+
+/// Run a Slurm command; its stdout, or the command as shown to people and why it failed.
+fn slurm_raw(
+    prog: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> std::result::Result<String, (String, String)> {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -156,9 +182,12 @@ fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
         .stderr(Stdio::piped());
     let shown = || format!("{prog} {}", args.join(" "));
     let mut child = cmd.spawn().map_err(|e| {
-        Error::Other(format!(
-            "cannot run `{prog}`: {e}; install the Slurm client commands on the worker's host"
-        ))
+        (
+            shown(),
+            format!(
+                "cannot run `{prog}`: {e}; install the Slurm client commands on the worker's host"
+            ),
+        )
     })?;
     if let Some(text) = stdin {
         // Dropped at the end of the statement: sbatch then sees the end of its input.
@@ -170,14 +199,9 @@ fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
     }
     let out = child
         .wait_with_output()
-        .map_err(|e| Error::Other(format!("`{}` failed: {e}", shown())))?;
+        .map_err(|e| (shown(), e.to_string()))?;
     if !out.status.success() {
-        return Err(Error::Other(format!(
-            "`{}` failed ({}): {}",
-            shown(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err((shown(), said(&out.stderr, out.status)));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -432,7 +456,10 @@ impl Executor for SlurmExecutor {
             self.config_path.as_deref(),
             &launch.name,
         );
-        let out = slurm("sbatch", &self.sbatch_args(launch), Some(&script))?;
+        // Whatever keeps sbatch from taking the job (controller or munge down, the
+        // partition inactive, a limit the admin's options break) is no fault of the job.
+        let out = slurm_raw("sbatch", &self.sbatch_args(launch), Some(&script))
+            .map_err(|(_, why)| Error::SlurmUnavailable(why))?;
         // --parsable prints "ID" or "ID;CLUSTER".
         let id: u64 = out
             .trim()
@@ -639,11 +666,24 @@ pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<Stri
             "slurm: sinfo knows no partition {}; set slurm.partition to one `sinfo -s` lists",
             cfg.partition.as_deref().unwrap_or("(the default)")
         )),
-        Ok(out) => notes.push(format!(
-            "slurm: partition {}; jobs go to Slurm, at most {} at once",
-            out.lines().next().unwrap_or("").trim(),
-            cfg.max_jobs
-        )),
+        Ok(out) => {
+            let line = out.lines().next().unwrap_or("").trim();
+            let mut f = line.split_whitespace();
+            // The default partition is printed with a `*`.
+            let part = f.next().unwrap_or("").trim_end_matches('*');
+            let avail = f.next().unwrap_or("");
+            if avail != "up" {
+                problems.push(format!(
+                    "slurm: partition {part} is {avail} in Slurm, so sbatch refuses our jobs: they \
+                     wait in pending/ until it is up again (`scontrol update PartitionName={part} State=UP`)"
+                ));
+            } else {
+                notes.push(format!(
+                    "slurm: partition {line}; jobs go to Slurm, at most {} at once",
+                    cfg.max_jobs
+                ));
+            }
+        }
         Err(e) => problems.push(format!("slurm: {e}")),
     }
 }

@@ -47,6 +47,11 @@ pub const SETTLE: Duration = Duration::from_secs(2);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// How many finished jobs `worker.toml` lists.
 const RECENT: usize = 10;
+/// The first and the longest wait before trying Slurm again after it refused a job.
+const CLUSTER_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const CLUSTER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How the reason of a job that waits for Slurm to take it begins.
+pub const WAITING_FOR_SLURM: &str = "waiting for Slurm: ";
 
 /// What wakes the loop.
 #[derive(Debug)]
@@ -168,6 +173,11 @@ pub struct Worker {
     deferred_exits: Vec<(JobId, Exit)>,
     worker_uid: u32,
     spool_gid: u32,
+    /// Slurm did not take the last job (see [`Worker::cluster_unavailable`]): start
+    /// nothing before then.
+    cluster_retry_at: Option<Instant>,
+    /// The wait after the next refusal: doubles, up to [`CLUSTER_BACKOFF_MAX`].
+    cluster_backoff: Duration,
 }
 
 impl Worker {
@@ -252,6 +262,8 @@ impl Worker {
             deferred_exits: Vec::new(),
             worker_uid: identity::current_uid(),
             spool_gid: root_meta.gid(),
+            cluster_retry_at: None,
+            cluster_backoff: CLUSTER_BACKOFF_MIN,
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -420,6 +432,9 @@ impl Worker {
             t = t.min(b);
         }
         if let Some(b) = self.status_due {
+            t = t.min(b);
+        }
+        if let Some(b) = self.cluster_retry_at {
             t = t.min(b);
         }
         for r in self.running.values() {
@@ -978,6 +993,11 @@ impl Worker {
         if self.backoff_until.is_some() || !self.dirty {
             return;
         }
+        // Slurm refused the last job: try again once the wait is over (still dirty).
+        if self.cluster_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.cluster_retry_at = None;
         self.dirty = false;
         if self.paused || self.draining {
             // Still fail doomed jobs: waiting cannot save them.
@@ -1092,6 +1112,14 @@ impl Worker {
         job.state.log = Some(Spool::log_rel(&name));
         // Before sbatch: a crash before its job ID is written is then found by name.
         job.state.slurm = self.executor.mark();
+        if job
+            .state
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(WAITING_FOR_SLURM))
+        {
+            job.state.reason = None;
+        }
         if let Err(e) = rewrite_as(&self.spool, Dir::Running, &job, Content) {
             // The file is in running/ marked pending: recovery's rule moves it back.
             let mut r = recovery::Recovered::default();
@@ -1136,6 +1164,7 @@ impl Worker {
             }),
         ) {
             Ok(handle) => {
+                self.cluster_backoff = CLUSTER_BACKOFF_MIN;
                 self.record_placement(&mut job, &handle);
                 self.running.insert(
                     id,
@@ -1143,6 +1172,7 @@ impl Worker {
                 );
                 self.status_changed();
             }
+            Err(Error::SlurmUnavailable(why)) => self.cluster_unavailable(id, job, &log, why),
             Err(e) => {
                 append_log(
                     &log,
@@ -1320,6 +1350,39 @@ impl Worker {
         if let Err(e) = rewrite(&self.spool, Dir::Running, job) {
             self.io_error(e);
         }
+    }
+
+    /// Slurm did not take the job (`sbatch` failed: the controller or munge is down, the
+    /// partition inactive...). That is no fault of the job: it goes back to `pending/`
+    /// with Slurm's message as its reason (this attempt not counted), and nothing is
+    /// started until a back-off (2 s, doubling to 60 s) has passed; then the best job is
+    /// tried again, so the queue moves on by itself once Slurm is back.
+    fn cluster_unavailable(&mut self, id: JobId, mut job: Job, log: &std::path::Path, why: String) {
+        let name = job.name();
+        let wait = self.cluster_backoff;
+        self.cluster_backoff = (wait * 2).min(CLUSTER_BACKOFF_MAX);
+        self.cluster_retry_at = Some(Instant::now() + wait);
+        append_log(
+            log,
+            &format!(
+                "==> spack-installer: Slurm did not take it: {why}\n==> spack-installer: back to pending; trying Slurm again in {}\n",
+                humantime::format_duration(wait)
+            ),
+        );
+        tracing::warn!(job_id = id.0, job = %name, "Slurm did not take it: {why}; it waits in pending/, trying again in {wait:?}");
+        job.state.attempts = job.state.attempts.saturating_sub(1);
+        job.state.slurm = None;
+        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
+        match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
+            Ok(()) => {
+                self.pending.insert(id, job);
+                self.pending_mtime.remove(&id);
+            }
+            // Left in running/ marked pending: the rescan (or recovery) moves it back.
+            Err(e) => self.io_error(e),
+        }
+        self.changed();
+        self.status_changed();
     }
 
     /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
