@@ -826,3 +826,96 @@ fn a_stopped_controller_or_munge_keeps_jobs_pending_with_slurms_message() {
         assert_eq!(record(&s, &format!("done/{name}.toml")).state.attempts, 1);
     }
 }
+
+#[test]
+fn a_detaching_stop_leaves_the_build_in_slurm_for_the_next_worker() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "long=6".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "long"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-long", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-long.toml").unwrap();
+    let t = std::time::Instant::now();
+    // The worker is our child: reap it while `worker stop` waits for it to go.
+    let stop = s
+        .command(&["worker", "stop", "--detach"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.wait(Duration::from_secs(5));
+    let out = stop.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("stopped"), "{out}\n{}", w.output());
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    // Still running in Slurm, still running in the spool.
+    assert!(
+        slurm_cmd(slurm, "squeue", &["-h", "--format=%i"])
+            .lines()
+            .any(|l| l.trim() == id.to_string())
+    );
+    assert_eq!(s.where_is("000001-long").as_deref(), Some("running"));
+    assert!(
+        !support::processes_with(&marker).is_empty(),
+        "Spack stopped"
+    );
+    assert!(w.output().contains("leaving 1 install(s) running in Slurm"));
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("re-attach"), "{log}");
+    let done = record(&s, "done/000001-long.toml");
+    assert_eq!(done.state.attempts, 1);
+    assert_eq!(slurm_id(&s, "done/000001-long.toml"), Some(id));
+    assert_eq!(spack_runs(&s, "long"), 1);
+
+    // The systemd unit's stop (and so its restart): ExecStop's signal, then KillSignal.
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/spack-installer.service"),
+    )
+    .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .to_string()
+    };
+    let exec_stop = value("ExecStop");
+    let first = exec_stop
+        .split_whitespace()
+        .skip_while(|w| *w != "-s")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let signal = |name: &str| -> Signal {
+        let name = name.trim_start_matches("SIG");
+        format!("SIG{name}").parse().unwrap()
+    };
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "long"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000002-long", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000002-long.toml").unwrap();
+    w.signal(signal(&first));
+    w.signal(signal(&value("KillSignal")));
+    assert!(w.wait(Duration::from_secs(5)).success(), "{}", w.output());
+    assert_eq!(s.where_is("000002-long").as_deref(), Some("running"));
+    assert!(
+        !support::processes_with(&marker).is_empty(),
+        "Spack stopped"
+    );
+    s.drain();
+    assert_eq!(slurm_id(&s, "done/000002-long.toml"), Some(id));
+    assert_eq!(
+        spack_runs(&s, "long"),
+        2,
+        "one run for each of the two jobs"
+    );
+}

@@ -58,8 +58,12 @@ pub struct StartArgs {
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
     /// Interrupt running installs and requeue them instead of waiting for them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     pub now: bool,
+    /// Stop at once and leave the installs running in Slurm, for the next worker to
+    /// re-attach (with the local executor: the same as a plain stop).
+    #[arg(long)]
+    pub detach: bool,
     /// How long to wait for the worker to exit, in seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -180,9 +184,14 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
         return Ok(exit::OK);
     };
     let pid = Pid::from_raw(w.pid as i32);
+    let sig = if a.detach {
+        Signal::SIGUSR1
+    } else {
+        Signal::SIGTERM
+    };
     let signal = |n: usize| -> Result<()> {
         for _ in 0..n {
-            kill(pid, Signal::SIGTERM).map_err(|e| match e {
+            kill(pid, sig).map_err(|e| match e {
                 nix::errno::Errno::EPERM => Error::NotPermitted(format!(
                     "you may not signal the worker (pid {}): only its user or root may stop it{}",
                     w.pid, " (under systemd: `sudo systemctl stop spack-installer`)"

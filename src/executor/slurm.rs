@@ -645,6 +645,10 @@ impl Executor for SlurmExecutor {
     fn limits_time(&self) -> bool {
         true
     }
+
+    fn detaches(&self) -> bool {
+        true
+    }
 }
 
 /// For `config-check`: the Slurm commands the worker runs exist, and Slurm knows the

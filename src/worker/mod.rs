@@ -178,6 +178,8 @@ pub struct Worker {
     cluster_retry_at: Option<Instant>,
     /// The wait after the next refusal: doubles, up to [`CLUSTER_BACKOFF_MAX`].
     cluster_backoff: Duration,
+    /// Told to stop and leave the installs in Slurm running (SIGUSR1).
+    detaching: bool,
 }
 
 impl Worker {
@@ -264,6 +266,7 @@ impl Worker {
             spool_gid: root_meta.gid(),
             cluster_retry_at: None,
             cluster_backoff: CLUSTER_BACKOFF_MIN,
+            detaching: false,
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -396,6 +399,10 @@ impl Worker {
     }
 
     fn should_exit(&self) -> bool {
+        // The installs stay in Slurm, recorded in running/: the next worker re-attaches.
+        if self.detaching {
+            return true;
+        }
         if !self.running.is_empty() {
             return false;
         }
@@ -1449,8 +1456,20 @@ impl Worker {
     // ---- signals and status --------------------------------------------------------
 
     fn on_signal(&mut self, sig: i32) {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
         match sig {
+            // Detaching: nothing left to stop (the unit's KillSignal follows its ExecStop).
+            SIGTERM | SIGINT | SIGUSR1 if self.detaching => {}
+            SIGUSR1 if self.executor.detaches() => {
+                self.detaching = true;
+                tracing::info!(
+                    "stopping, leaving {} install(s) running in Slurm; the next worker re-attaches to them",
+                    self.running.len()
+                );
+                self.write_status(WorkerState::Draining);
+            }
+            // Local installs cannot outlive the worker: the same as a first SIGTERM.
+            SIGUSR1 => self.on_signal(SIGTERM),
             SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
                 Ok(cfg) => {
                     if let Err(e) = crate::logging::set_level(&cfg.log_level.value) {
