@@ -919,3 +919,48 @@ fn a_detaching_stop_leaves_the_build_in_slurm_for_the_next_worker() {
         "one run for each of the two jobs"
     );
 }
+
+#[test]
+fn a_cancel_during_an_outage_is_answered_and_a_spack_that_finished_first_counts() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "first=3".into()));
+    let w = s.spawn_worker(&[]);
+    s.ok(&["submit", "first"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-first", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let down = Stopped::stop(slurm, "slurmctld");
+    // The worker answers (within cancel's 10 s for a receipt, else "not running")
+    // although every Slurm command now fails after seconds.
+    let out = s.ok(&["cancel", "1"]);
+    assert!(!out.contains("not running"), "{out}");
+    assert!(out.contains("cancelling 000001-first"), "{out}");
+    // scancel could not reach the controller; Spack ends by itself, with 0.
+    wait_until("spack done", Duration::from_secs(20), || {
+        fs::read_to_string(s.dir.path().join("events.log")).is_ok_and(|e| e.contains("end first"))
+    });
+    drop(down);
+    wait_until("the outcome recorded", Duration::from_secs(60), || {
+        matches!(
+            s.where_is("000001-first").as_deref(),
+            Some("done" | "cancelled" | "failed")
+        )
+    });
+    let rel = format!("{}/000001-first.toml", s.where_is("000001-first").unwrap());
+    let rec = record(&s, &rel);
+    assert_eq!(
+        s.where_is("000001-first").as_deref(),
+        Some("done"),
+        "{rec:?}\n{}",
+        w.output()
+    );
+    assert!(
+        rec.state.reason.unwrap().contains("before the cancel"),
+        "{}",
+        w.output()
+    );
+}

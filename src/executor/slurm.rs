@@ -197,14 +197,53 @@ fn slurm_raw(
             .expect("stdin is piped")
             .write_all(text.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| (shown(), e.to_string()))?;
-    if !out.status.success() {
-        return Err((shown(), said(&out.stderr, out.status)));
+    // Read both pipes aside, so a full pipe cannot stall the command while we wait.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    use std::io::Read;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let until = std::time::Instant::now() + SLURM_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err((
+                    shown(),
+                    format!(
+                        "`{prog}` had no answer from Slurm within {}s (stopped)",
+                        SLURM_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Err(e) => return Err((shown(), e.to_string())),
+        }
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        return Err((shown(), said(&err, status)));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
+
+/// The longest any Slurm command may take: past it, it is killed and Slurm counts as
+/// unavailable for now (sbatch: the job waits in pending/; squeue: asked again next
+/// interval). Slurm's own clients give up after `MessageTimeout` (10 s by default) and
+/// a few retries.
+const SLURM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The longest a starting worker waits for a dead worker's `sbatch` to end.
 const SBATCH_WAIT: Duration = Duration::from_secs(120);
@@ -494,11 +533,15 @@ impl Executor for SlurmExecutor {
 
     fn stop(&mut self, handle: &Handle, _force: bool) {
         // scancel sends SIGTERM to every process of the job, and SIGKILL after the
-        // cluster's KillWait; asking twice is harmless.
-        if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id)
-            && let Err(e) = slurm("scancel", &[id.to_string()], None)
-        {
-            tracing::warn!("could not cancel Slurm job {id}: {e}");
+        // cluster's KillWait; asking twice is harmless. Off the worker's loop: with the
+        // controller down it takes seconds to fail, and requests must stay answered.
+        // The outcome still comes from tracking, whatever happened first.
+        if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id) {
+            std::thread::spawn(move || {
+                if let Err(e) = slurm("scancel", &[id.to_string()], None) {
+                    tracing::warn!("could not cancel Slurm job {id}: {e}");
+                }
+            });
         }
     }
 

@@ -1254,6 +1254,12 @@ impl Worker {
             return;
         }
         let (state, reason) = match (&r.stop, exit) {
+            // What happened first counts: Spack had installed it before the stop landed
+            // (a Slurm job whose scancel waited for an outage to end).
+            (Some(StopReason::Cancel { by }), e) if e.success() => (
+                State::Done,
+                format!("installed (spack had finished before the cancel by {by} took effect)"),
+            ),
             (Some(StopReason::Cancel { by }), _) => {
                 (State::Cancelled, format!("cancelled by {by} while running"))
             }
