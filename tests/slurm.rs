@@ -964,3 +964,95 @@ fn a_cancel_during_an_outage_is_answered_and_a_spack_that_finished_first_counts(
         w.output()
     );
 }
+
+/// Drains the node for the length of a test, and resumes it however it ends.
+struct Drained<'a>(&'a Slurm);
+
+impl<'a> Drained<'a> {
+    fn drain(slurm: &'a Slurm) -> Self {
+        let node = slurm_cmd(slurm, "sinfo", &["-h", "-p", "debug", "-o", "%N"]);
+        slurm_cmd(
+            slurm,
+            "scontrol",
+            &[
+                "update",
+                &format!("NodeName={}", node.trim()),
+                "State=DRAIN",
+                "Reason=tests",
+            ],
+        );
+        Drained(slurm)
+    }
+}
+
+impl Drop for Drained<'_> {
+    fn drop(&mut self) {
+        let node = slurm_cmd(self.0, "sinfo", &["-h", "-p", "debug", "-o", "%N"]);
+        let _ = Command::new("scontrol")
+            .args([
+                "update",
+                &format!("NodeName={}", node.trim()),
+                "State=RESUME",
+            ])
+            .env("SLURM_CONF", &self.0.conf)
+            .status();
+    }
+}
+
+#[test]
+fn status_says_what_slurm_says_for_jobs_it_holds() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // A time limit above the partition's MaxTime (5 minutes): config-check says so, and
+    // Slurm holds the job for ever.
+    let mut s = TestSpool::with_config(
+        "executor = \"slurm\"\n[slurm]\npartition = \"short\"\ntime_limit = \"10m\"\n",
+    );
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    let out = s.run(&["config-check"]);
+    let text = combined(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("time_limit 10m is above partition short's MaxTime 5:00"),
+        "{text}"
+    );
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "toolong"]);
+    wait_until("held: PartitionTimeLimit", Duration::from_secs(20), || {
+        s.ok(&["status"])
+            .contains("held in Slurm: PartitionTimeLimit")
+    });
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("held in Slurm: PartitionTimeLimit"), "{show}");
+    // RAN has not started: Slurm never ran it.
+    assert!(show.contains(" / -"), "{show}");
+    let out = s.ok(&["cancel", "1"]);
+    assert!(!out.contains("its Spack was stopped"), "{out}");
+    wait_until("cancelled", Duration::from_secs(20), || {
+        s.where_is("000001-toolong").as_deref() == Some("cancelled")
+    });
+    let reason = record(&s, "cancelled/000001-toolong.toml").state.reason;
+    assert!(
+        reason.as_deref().unwrap().contains("while queued in Slurm"),
+        "{reason:?}"
+    );
+
+    // A drained node: queued in Slurm, with Slurm's reason; RAN counts once it runs.
+    let s = spool(slurm, "");
+    let drained = Drained::drain(slurm);
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "later"]);
+    wait_until("queued in Slurm", Duration::from_secs(20), || {
+        s.ok(&["status"]).contains("queued in Slurm: ")
+    });
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains(" / -"), "{show}");
+    drop(drained);
+    wait_until(
+        "done once the node is back",
+        Duration::from_secs(30),
+        || s.where_is("000001-later").as_deref() == Some("done"),
+    );
+}

@@ -107,6 +107,28 @@ fn slurm_time(d: Duration) -> String {
     )
 }
 
+/// A time as Slurm prints it (`MM`, `MM:SS`, `HH:MM:SS`, `D-HH[:MM[:SS]]`); `None` for
+/// `infinite`, `UNLIMITED` or anything else.
+fn parse_slurm_time(s: &str) -> Option<Duration> {
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, s),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let secs = match (s.contains('-'), parts.as_slice()) {
+        (false, [m]) => m * 60,
+        (false, [m, sec]) => m * 60 + sec,
+        (_, [h, m, sec]) => h * 3600 + m * 60 + sec,
+        (true, [h]) => h * 3600,
+        (true, [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    };
+    Some(Duration::from_secs(days * 86400 + secs))
+}
+
 /// Map a Slurm job state (and `ExitCode` as `N:S`) to how the install ended; `None`
 /// while it is still pending, running, requeued or preempted.
 pub fn map_state(state: &str, exit_code: &str) -> Option<Exit> {
@@ -514,7 +536,7 @@ impl Executor for SlurmExecutor {
         let slurm = SlurmState {
             job_id: Some(id),
             partition: self.cfg.partition.clone(),
-            node: None,
+            ..Default::default()
         };
         tracing::info!(job = %launch.name, slurm_job_id = id, "submitted to Slurm");
         self.jobs.insert(
@@ -553,7 +575,7 @@ impl Executor for SlurmExecutor {
         Some(SlurmState {
             job_id: None,
             partition: self.cfg.partition.clone(),
-            node: None,
+            ..Default::default()
         })
     }
 
@@ -609,7 +631,7 @@ impl Executor for SlurmExecutor {
             &[
                 "-h".into(),
                 format!("--user={}", self.user),
-                "--format=%i|%T|%N|%j|%Z".into(),
+                "--format=%i|%T|%N|%r|%j|%Z".into(),
             ],
             None,
         ) {
@@ -619,18 +641,27 @@ impl Executor for SlurmExecutor {
                 return Vec::new();
             }
         };
-        let mut listed: HashMap<u64, String> = HashMap::new();
+        // ID → (node, Slurm's state, its reason while pending).
+        let mut listed: HashMap<u64, (String, String, String)> = HashMap::new();
         let mut strays = Vec::new();
         for l in out.lines() {
-            let mut f = l.splitn(5, '|');
-            if let (Some(Ok(id)), Some(_state), Some(node), Some(jname), Some(dir)) = (
+            let mut f = l.splitn(6, '|');
+            if let (Some(Ok(id)), Some(state), Some(node), Some(reason), Some(jname), Some(dir)) = (
                 f.next().map(|s| s.trim().parse::<u64>()),
                 f.next(),
                 f.next(),
                 f.next(),
                 f.next(),
+                f.next(),
             ) {
-                listed.insert(id, node.trim().to_string());
+                listed.insert(
+                    id,
+                    (
+                        node.trim().to_string(),
+                        state.trim().to_string(),
+                        reason.trim().to_string(),
+                    ),
+                );
                 if !self.jobs.contains_key(&id)
                     && jname.starts_with(JOB_PREFIX)
                     && self.is_our_dir(dir)
@@ -644,10 +675,17 @@ impl Executor for SlurmExecutor {
         let ids: Vec<u64> = self.jobs.keys().copied().collect();
         for id in ids {
             match listed.get(&id) {
-                Some(node) => {
+                Some((node, state, reason)) => {
                     let t = self.jobs.get_mut(&id).expect("listed above");
-                    if !node.is_empty() && t.slurm.node.as_deref() != Some(node.as_str()) {
-                        t.slurm.node = Some(node.clone());
+                    let mut now = t.slurm.clone();
+                    if !node.is_empty() {
+                        now.node = Some(node.clone());
+                    }
+                    now.state = Some(state.clone()).filter(|s| !s.is_empty());
+                    // Slurm says "None" for a job with nothing in its way.
+                    now.reason = Some(reason.clone()).filter(|r| !r.is_empty() && r != "None");
+                    if now != t.slurm {
+                        t.slurm = now;
                         placed.push(Placed {
                             name: t.name.clone(),
                             slurm: t.slurm.clone(),
@@ -704,7 +742,7 @@ pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<Stri
             ));
         }
     }
-    let mut args = vec!["-h".to_string(), "--format=%P %a %D".to_string()];
+    let mut args = vec!["-h".to_string(), "--format=%P %a %D %l".to_string()];
     if let Some(p) = &cfg.partition {
         args.push(format!("--partition={p}"));
     }
@@ -728,6 +766,17 @@ pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<Stri
                 notes.push(format!(
                     "slurm: partition {line}; jobs go to Slurm, at most {} at once",
                     cfg.max_jobs
+                ));
+            }
+            let max = f.nth(1).unwrap_or("");
+            if let Some(limit) = parse_slurm_time(max)
+                && cfg.time_limit > limit
+            {
+                problems.push(format!(
+                    "slurm: time_limit {} is above partition {part}'s MaxTime {max}: Slurm holds \
+                     such jobs (PartitionTimeLimit) and never starts them; lower [slurm] time_limit \
+                     to at most {max}, or choose another partition",
+                    humantime::format_duration(cfg.time_limit)
                 ));
             }
         }
@@ -778,5 +827,12 @@ mod tests {
         ));
         assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:01:01");
         assert_eq!(slurm_time(Duration::from_secs(5)), "0-00:01:00");
+        let secs = |s| parse_slurm_time(s).map(|d| d.as_secs());
+        assert_eq!(secs("5:00"), Some(300));
+        assert_eq!(secs("30"), Some(1800));
+        assert_eq!(secs("1:00:00"), Some(3600));
+        assert_eq!(secs("1-01:01:01"), Some(90061));
+        assert_eq!(secs("2-12"), Some(216000));
+        assert_eq!(secs("infinite"), None);
     }
 }

@@ -300,6 +300,12 @@ pub struct SlurmState {
     pub partition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Slurm's state of the job as the worker last saw it (`PENDING`, `RUNNING`,
+    /// `SUSPENDED`...), and its reason while it waits (`Resources`, `PartitionTimeLimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl StateInfo {

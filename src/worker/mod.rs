@@ -874,11 +874,14 @@ impl Worker {
                     r.term_sent = Some(Instant::now());
                     self.executor.stop(&r.handle, false);
                 }
-                (
-                    Outcome::Done,
-                    format!("cancelling {name}: its Spack is being stopped"),
-                    Some(name),
-                )
+                let msg = if queued_in_slurm(&r.job) {
+                    format!(
+                        "cancelling {name}: it is removed from Slurm's queue (spack never started)"
+                    )
+                } else {
+                    format!("cancelling {name}: its Spack is being stopped")
+                };
+                (Outcome::Done, msg, Some(name))
             }
             Request::Cancel(id) | Request::Priority(id, _) if self.pending.contains_key(&id) => {
                 let job = &self.pending[&id];
@@ -1260,6 +1263,10 @@ impl Worker {
                 State::Done,
                 format!("installed (spack had finished before the cancel by {by} took effect)"),
             ),
+            (Some(StopReason::Cancel { by }), _) if queued_in_slurm(&job) => (
+                State::Cancelled,
+                format!("cancelled by {by} while queued in Slurm (spack never started)"),
+            ),
             (Some(StopReason::Cancel { by }), _) => {
                 (State::Cancelled, format!("cancelled by {by} while running"))
             }
@@ -1451,6 +1458,12 @@ impl Worker {
             else {
                 continue;
             };
+            // RAN counts from when Slurm started it (again, after Slurm requeued it),
+            // not from sbatch: a wait in Slurm's queue is waiting.
+            let was = r.job.state.slurm.as_ref().and_then(|s| s.state.clone());
+            if p.slurm.state.as_deref() == Some("RUNNING") && was.as_deref() != Some("RUNNING") {
+                r.job.state.started_at = Some(Timestamp::now());
+            }
             r.job.state.slurm = Some(p.slurm);
             let job = r.job.clone();
             if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
@@ -1570,6 +1583,14 @@ impl Worker {
         let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
         notify::heartbeat(&self.spool, state, &running, every);
     }
+}
+
+/// Whether Slurm, when last asked, still had the job queued (not started).
+fn queued_in_slurm(job: &Job) -> bool {
+    job.state
+        .slurm
+        .as_ref()
+        .is_some_and(|s| s.state.as_deref() == Some("PENDING"))
 }
 
 /// The executor: dry-run, local child processes, or Slurm batch jobs.
