@@ -1056,3 +1056,21 @@ fn status_says_what_slurm_says_for_jobs_it_holds() {
         || s.where_is("000001-later").as_deref() == Some("done"),
     );
 }
+
+#[test]
+fn a_timeout_under_a_minute_is_given_to_slurm_as_a_minute_and_the_log_says_so() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    s.ok(&["submit", "--timeout", "30s", "brief"]);
+    s.drain();
+    let id = slurm_id(&s, "done/000001-brief.toml").unwrap();
+    let show = slurm_cmd(slurm, "scontrol", &["show", "job", &id.to_string()]);
+    assert!(show.contains("TimeLimit=00:01:00"), "{show}");
+    let log = s.read("logs/000001-brief.log");
+    assert!(
+        log.contains("the limit of 30s is given to Slurm as --time 1m"),
+        "{log}"
+    );
+}

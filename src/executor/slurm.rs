@@ -95,9 +95,10 @@ pub fn batch_script(binary: &Path, spool: &Spool, config: Option<&Path>, name: &
     )
 }
 
-/// Slurm's `--time`: days-hours:minutes:seconds, at least one minute.
+/// Slurm's `--time`: days-hours:minutes:seconds in whole minutes (Slurm counts time
+/// limits in minutes and rounds up; we do it ourselves, so the log can say so).
 fn slurm_time(d: Duration) -> String {
-    let s = d.as_secs().max(60);
+    let s = d.as_secs().div_ceil(60).max(1) * 60;
     format!(
         "{}-{:02}:{:02}:{:02}",
         s / 86400,
@@ -511,6 +512,22 @@ impl Executor for SlurmExecutor {
     fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle> {
         // An exit file from an earlier attempt must not answer for this one.
         let _ = std::fs::remove_file(exit_file(&self.spool, &launch.name));
+        let limit = launch.timeout.unwrap_or(self.cfg.time_limit);
+        if !limit.as_secs().is_multiple_of(60) {
+            let given = Duration::from_secs(limit.as_secs().div_ceil(60).max(1) * 60);
+            let line = format!(
+                "==> spack-installer: Slurm counts time limits in whole minutes: the limit of {} is given to Slurm as --time {}\n",
+                humantime::format_duration(limit),
+                humantime::format_duration(given)
+            );
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&launch.log)
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
         let script = batch_script(
             &self.binary,
             &self.spool,
@@ -825,8 +842,10 @@ mod tests {
         assert!(s.contains(
             "exec '/usr/bin/spack-installer' --spool '/var/spool/it'\\''s' exec-job '000042-hdf5'"
         ));
-        assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:01:01");
+        assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:02:00");
         assert_eq!(slurm_time(Duration::from_secs(5)), "0-00:01:00");
+        assert_eq!(slurm_time(Duration::from_secs(90)), "0-00:02:00");
+        assert_eq!(slurm_time(Duration::from_secs(3600)), "0-01:00:00");
         let secs = |s| parse_slurm_time(s).map(|d| d.as_secs());
         assert_eq!(secs("5:00"), Some(300));
         assert_eq!(secs("30"), Some(1800));
