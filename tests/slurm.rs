@@ -1074,3 +1074,50 @@ fn a_timeout_under_a_minute_is_given_to_slurm_as_a_minute_and_the_log_says_so() 
         "{log}"
     );
 }
+
+#[test]
+fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "again=3".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "again"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-again", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    wait_until("the node recorded", Duration::from_secs(10), || {
+        s.read("running/000001-again.toml")
+            .contains("state = \"RUNNING\"")
+    });
+    let id = slurm_id(&s, "running/000001-again.toml")
+        .unwrap()
+        .to_string();
+    // What a node failure does to a running job: Slurm requeues it.
+    slurm_cmd(slurm, "scontrol", &["requeue", &id]);
+    wait_until("queued in Slurm again", Duration::from_secs(20), || {
+        s.ok(&["status"]).contains("queued in Slurm: BeginTime")
+    });
+    slurm_cmd(
+        slurm,
+        "scontrol",
+        &["update", &format!("JobId={id}"), "StartTime=now"],
+    );
+    wait_until("done after the second run", Duration::from_secs(30), || {
+        s.where_is("000001-again").as_deref() == Some("done")
+    });
+    let done = record(&s, "done/000001-again.toml");
+    assert_eq!(done.state.attempts, 2, "{done:?}");
+    assert_eq!(spack_runs(&s, "again"), 2);
+    assert_eq!(
+        slurm_id(&s, "done/000001-again.toml").unwrap().to_string(),
+        id
+    );
+    let log = s.read("logs/000001-again.log");
+    assert!(
+        log.contains("Slurm requeued it and runs it again: attempt 2"),
+        "{log}"
+    );
+}

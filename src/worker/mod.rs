@@ -1461,8 +1461,21 @@ impl Worker {
             // RAN counts from when Slurm started it (again, after Slurm requeued it),
             // not from sbatch: a wait in Slurm's queue is waiting.
             let was = r.job.state.slurm.as_ref().and_then(|s| s.state.clone());
+            let ran_before = r.job.state.slurm.as_ref().is_some_and(|s| s.node.is_some());
             if p.slurm.state.as_deref() == Some("RUNNING") && was.as_deref() != Some("RUNNING") {
                 r.job.state.started_at = Some(Timestamp::now());
+                // Slurm had run it (it had a node) and requeued it (node failure,
+                // `scontrol requeue`): Spack starts again, and that is another attempt.
+                if ran_before && was.is_some() {
+                    r.job.state.attempts += 1;
+                    let line = format!(
+                        "==> spack-installer: Slurm requeued it and runs it again: attempt {} started {}\n",
+                        r.job.state.attempts,
+                        Timestamp::now()
+                    );
+                    append_log(&self.spool.log_path(&r.job.name()), &line);
+                    tracing::warn!(job = %p.name, attempt = r.job.state.attempts, "Slurm requeued it and runs it again");
+                }
             }
             r.job.state.slurm = Some(p.slurm);
             let job = r.job.clone();
