@@ -107,10 +107,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             let _ = tx.send(Ev::Exited(exit));
         }),
     )?;
+    let started = std::time::Instant::now();
+    let mut signalled = false;
     let exit = loop {
         match rx.recv() {
             Ok(Ev::Exited(e)) => break e,
-            Ok(Ev::Signal) => local.stop(&handle, false),
+            Ok(Ev::Signal) => {
+                signalled = true;
+                local.stop(&handle, false)
+            }
             Err(_) => break crate::executor::Exit::NotStarted,
         }
     };
@@ -118,6 +123,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         slurm_job_id: me,
         attempt: job.state.attempts,
         exit_code: exit.code(),
+        signalled,
+        ran_s: started.elapsed().as_secs(),
     };
     if let Err(e) = record.write(&ctx.spool, &name.to_string()) {
         eprintln!("spack-installer exec-job: {e}");

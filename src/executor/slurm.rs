@@ -56,6 +56,27 @@ pub struct ExitRecord {
     pub slurm_job_id: u64,
     pub attempt: u32,
     pub exit_code: i32,
+    /// Whether exec-job was signalled (scancel, or Slurm's time limit) before Spack ended.
+    #[serde(default)]
+    pub signalled: bool,
+    /// How long Spack ran, in seconds.
+    #[serde(default)]
+    pub ran_s: u64,
+}
+
+impl ExitRecord {
+    /// How the install ended, as far as the exit file tells: a signal that came once
+    /// the job's `--time` had run out is Slurm's time limit, not a failure of Spack.
+    pub fn exit(&self, time_limit_s: Option<u64>) -> Exit {
+        // Slurm's timer is coarse (it checks about every 30 s): allow that much.
+        match time_limit_s {
+            Some(limit) if self.signalled && self.ran_s + 30 >= limit => Exit::Cluster {
+                code: self.exit_code,
+                why: "timed out (Slurm time limit)",
+            },
+            _ => Exit::Code(self.exit_code),
+        }
+    }
 }
 
 impl ExitRecord {
@@ -458,7 +479,12 @@ impl SlurmExecutor {
 
     /// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
     /// and on which node it ran when Slurm still says.
-    fn outcome(&self, id: u64, name: &str) -> (Option<Exit>, Option<String>) {
+    fn outcome(
+        &self,
+        id: u64,
+        name: &str,
+        time_limit_s: Option<u64>,
+    ) -> (Option<Exit>, Option<String>) {
         let sacct = slurm(
             "sacct",
             &[
@@ -493,7 +519,7 @@ impl SlurmExecutor {
             );
         }
         let exit = match ExitRecord::read(&self.spool, name) {
-            Some(r) if r.slurm_job_id == id => Exit::Code(r.exit_code),
+            Some(r) if r.slurm_job_id == id => r.exit(time_limit_s),
             _ => Exit::Cluster {
                 code: 1,
                 why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
@@ -553,6 +579,7 @@ impl Executor for SlurmExecutor {
         let slurm = SlurmState {
             job_id: Some(id),
             partition: self.cfg.partition.clone(),
+            time_limit_s: Some(limit.as_secs().div_ceil(60).max(1) * 60),
             ..Default::default()
         };
         tracing::info!(job = %launch.name, slurm_job_id = id, "submitted to Slurm");
@@ -711,7 +738,8 @@ impl Executor for SlurmExecutor {
                 }
                 None => {
                     let name = self.jobs[&id].name.clone();
-                    let (exit, node) = self.outcome(id, &name);
+                    let limit = self.jobs[&id].slurm.time_limit_s;
+                    let (exit, node) = self.outcome(id, &name, limit);
                     if let Some(exit) = exit {
                         let t = self.jobs.remove(&id).expect("tracked");
                         // The worker writes this before it handles the exit event.
@@ -844,6 +872,20 @@ mod tests {
         ));
         assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:02:00");
         assert_eq!(slurm_time(Duration::from_secs(5)), "0-00:01:00");
+        let r = |signalled, ran_s| ExitRecord {
+            slurm_job_id: 7,
+            attempt: 1,
+            exit_code: 143,
+            signalled,
+            ran_s,
+        };
+        assert!(matches!(
+            r(true, 58).exit(Some(60)),
+            Exit::Cluster { why, .. } if why.starts_with("timed out")
+        ));
+        assert_eq!(r(true, 10).exit(Some(3600)), Exit::Code(143));
+        assert_eq!(r(false, 3600).exit(Some(3600)), Exit::Code(143));
+        assert_eq!(r(true, 3600).exit(None), Exit::Code(143));
         assert_eq!(slurm_time(Duration::from_secs(90)), "0-00:02:00");
         assert_eq!(slurm_time(Duration::from_secs(3600)), "0-01:00:00");
         let secs = |s| parse_slurm_time(s).map(|d| d.as_secs());

@@ -306,6 +306,10 @@ pub struct SlurmState {
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The `--time` the job was given, in seconds (to tell a time limit from another
+    /// SIGTERM when only the exit file is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<u64>,
 }
 
 impl StateInfo {
