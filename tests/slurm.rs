@@ -925,7 +925,12 @@ fn a_cancel_during_an_outage_is_answered_and_a_spack_that_finished_first_counts(
     let Some((slurm, _serial)) = cluster() else {
         return;
     };
-    let mut s = spool(slurm, "");
+    // kill_grace bounds how long `cancel` waits for the job to end.
+    let mut s = TestSpool::with_config(
+        "kill_grace = \"1s\"\nexecutor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n",
+    );
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
     s.env.push(("SPACK_FAKE_DELAYS".into(), "first=3".into()));
     let w = s.spawn_worker(&[]);
     s.ok(&["submit", "first"]);
@@ -1081,7 +1086,7 @@ fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
         return;
     };
     let mut s = spool(slurm, "");
-    s.env.push(("SPACK_FAKE_DELAYS".into(), "again=3".into()));
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "again=6".into()));
     let _w = s.spawn_worker(&[]);
     s.ok(&["submit", "again"]);
     let marker = format!("SPACK_INSTALLER_JOB={}/000001-again", s.root.display());
