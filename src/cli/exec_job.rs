@@ -2,7 +2,8 @@
 //! It reads the job's file from `running/` and runs the argv the worker recorded there,
 //! with the local executor itself (same clean environment, log appended, own process
 //! group), adding only Slurm's own `SLURM_*` variables. When Spack has ended it writes
-//! `slurm/NAME.exit` for the worker and exits with Spack's code, which Slurm records as
+//! `slurm/NAME.exit` for the worker (Spack's code, whether a signal came first, how long
+//! Spack ran) and exits with Spack's code, which Slurm records as
 //! the job's exit code. Not for people: the worker's batch script calls it.
 //!
 //! **One Slurm job per attempt.** An `sbatch` that outlived a killed worker may land

@@ -8,7 +8,14 @@
 //! executor does. The spec never appears in the script, on sbatch's command line or in
 //! `--wrap`; users can add no sbatch option (only the admin's `slurm.extra_args`).
 //!
-//! **Tracking**: one `squeue` per check interval for all our jobs. A job that left
+//! **Slurm unavailable**: whatever keeps `sbatch` from taking a job is returned as
+//! [`Error::SlurmUnavailable`] with Slurm's own message; the worker puts the job back in
+//! `pending/` and backs off (no fault of the job). Every Slurm command is killed after
+//! 60 s, and `scancel` runs on a thread of its own, so an outage does not stall the
+//! worker's loop for long. (`sbatch` and `squeue` still run on it, bounded so.)
+//!
+//! **Tracking**: one `squeue` per check interval for all our jobs, with Slurm's state
+//! and pending reason (kept in `[state.slurm]` for `status`). A job that left
 //! `squeue` has ended: its state and exit code come from `sacct` when accounting exists,
 //! else from `scontrol show job` (slurmctld keeps finished jobs for `MinJobAge`), else
 //! from the exit file `exec-job` wrote (`slurm/NAME.exit`).
