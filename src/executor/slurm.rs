@@ -12,7 +12,8 @@
 //! [`Error::SlurmUnavailable`] with Slurm's own message; the worker puts the job back in
 //! `pending/` and backs off (no fault of the job). Every Slurm command is killed after
 //! 60 s, and `scancel` runs on a thread of its own, so an outage does not stall the
-//! worker's loop for long. (`sbatch` and `squeue` still run on it, bounded so.)
+//! worker's loop for long; `squeue` too runs aside, its answer used at the next check.
+//! (`sbatch` still runs on the loop, bounded so.)
 //!
 //! **Tracking**: one `squeue` per check interval for all our jobs, with Slurm's state
 //! and pending reason (kept in `[state.slurm]` for `status`). A job that left
@@ -370,7 +371,14 @@ pub struct SlurmExecutor {
     jobs: BTreeMap<u64, Tracked>,
     /// Strays already cancelled (see [`SlurmExecutor::cancel_strays`]).
     cancelled_strays: std::collections::HashSet<u64>,
+    /// The `squeue` running aside, and the jobs tracked when it started.
+    squeue: Option<SqueueInFlight>,
 }
+
+type SqueueInFlight = (
+    std::sync::mpsc::Receiver<Result<String>>,
+    std::collections::HashSet<u64>,
+);
 
 impl SlurmExecutor {
     /// Set up: our binary's absolute path (for the batch script) and `slurm/`.
@@ -396,6 +404,7 @@ impl SlurmExecutor {
             user: identity::user_name(identity::current_uid()),
             jobs: BTreeMap::new(),
             cancelled_strays: Default::default(),
+            squeue: None,
         })
     }
 
@@ -674,20 +683,39 @@ impl Executor for SlurmExecutor {
     }
 
     fn track(&mut self) -> Vec<Placed> {
-        if self.jobs.is_empty() {
-            return Vec::new();
-        }
-        let out = match slurm(
-            "squeue",
-            &[
-                "-h".into(),
+        // squeue runs on a thread of its own (an outage makes it take seconds to fail):
+        // each call starts one if none runs, and uses the answer of the last one once
+        // it has come.
+        let answer = match &self.squeue {
+            Some((rx, _)) => match rx.try_recv() {
+                Ok(answer) => Some(answer),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Vec::new(),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    Some(Err(Error::Other("squeue's thread ended without an answer".into())))
+                }
+            },
+            None => None,
+        };
+        let asked_for = match answer {
+            Some(_) => self.squeue.take().map(|(_, ids)| ids).unwrap_or_default(),
+            None => Default::default(),
+        };
+        if self.squeue.is_none() && !self.jobs.is_empty() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let args = vec![
+                "-h".to_string(),
                 format!("--user={}", self.user),
                 "--format=%i|%T|%N|%r|%j|%Z".into(),
-            ],
-            None,
-        ) {
-            Ok(o) => o,
-            Err(e) => {
+            ];
+            std::thread::spawn(move || {
+                let _ = tx.send(slurm("squeue", &args, None));
+            });
+            self.squeue = Some((rx, self.jobs.keys().copied().collect()));
+        }
+        let out = match answer {
+            None => return Vec::new(),
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
                 tracing::warn!("cannot follow the Slurm jobs: {e}; trying again");
                 return Vec::new();
             }
@@ -714,6 +742,7 @@ impl Executor for SlurmExecutor {
                     ),
                 );
                 if !self.jobs.contains_key(&id)
+                    && !self.cancelled_strays.contains(&id)
                     && jname.starts_with(JOB_PREFIX)
                     && self.is_our_dir(dir)
                 {
@@ -723,7 +752,13 @@ impl Executor for SlurmExecutor {
         }
         self.cancel_strays(strays);
         let mut placed = Vec::new();
-        let ids: Vec<u64> = self.jobs.keys().copied().collect();
+        // Only jobs that were in Slurm before squeue ran can be judged by its answer.
+        let ids: Vec<u64> = self
+            .jobs
+            .keys()
+            .copied()
+            .filter(|id| asked_for.contains(id))
+            .collect();
         for id in ids {
             match listed.get(&id) {
                 Some((node, state, reason)) => {
