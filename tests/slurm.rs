@@ -1,8 +1,11 @@
 //! The Slurm executor against a real single-node Slurm (slurmctld, slurmd, munge),
-//! started once for this test binary by tests/slurm/start.sh and stopped at exit. The
-//! tests need root (Slurm's daemons and munge); without it, or without the Debian
-//! packages, they say so and pass without running. They run one at a time: they share
-//! the cluster and count its jobs.
+//! started once for this test binary by tests/slurm/start.sh and stopped at exit. That
+//! Slurm is the tests' own (its cluster name, free ports, its own munged and key) and
+//! the tests talk only to it, through its `SLURM_CONF`: another Slurm on this machine
+//! is never touched. The tests need root (Slurm's daemons and munge); without it,
+//! without the Debian packages, or when start.sh cannot start a Slurm of their own,
+//! they say why and pass without running (`SPACK_INSTALLER_REQUIRE_SLURM=1` makes that
+//! a failure instead). They run one at a time: they share the cluster and count its jobs.
 
 mod support;
 
@@ -21,6 +24,8 @@ const PACKAGES: &str = "slurmctld slurmd slurm-client munge";
 struct Slurm {
     dir: PathBuf,
     conf: PathBuf,
+    /// The cluster name start.sh chose; its controller must answer with it.
+    name: String,
 }
 
 static SLURM: OnceLock<Option<Slurm>> = OnceLock::new();
@@ -74,16 +79,26 @@ fn start() -> Option<Slurm> {
         }
     }
     let dir = std::env::temp_dir().join(format!("spack-installer-slurm.{}", std::process::id()));
-    let st = Command::new(script("start.sh")).arg(&dir).status().unwrap();
+    let out = Command::new(script("start.sh")).arg(&dir).output().unwrap();
     // SAFETY: registering a plain extern "C" function; it runs when the harness exits.
     unsafe { nix::libc::atexit(stop_slurm) };
+    let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.code() == Some(2) && std::env::var_os("SPACK_INSTALLER_REQUIRE_SLURM").is_none() {
+        say(&format!("SKIPPED: {why}"));
+        return None;
+    }
     assert!(
-        st.success(),
-        "tests/slurm/start.sh {} failed",
-        dir.display()
+        out.status.success(),
+        "tests/slurm/start.sh {} failed ({}): {why}",
+        dir.display(),
+        out.status
     );
     Some(Slurm {
         conf: dir.join("slurm.conf"),
+        name: fs::read_to_string(dir.join("cluster"))
+            .unwrap()
+            .trim()
+            .to_string(),
         dir,
     })
 }
@@ -375,4 +390,739 @@ fn max_jobs_is_never_exceeded() {
     assert!(most_in_slurm >= 1);
     let info = s.ok(&["worker", "info"]);
     assert!(info.contains("in Slurm"), "{info}");
+}
+
+/// `ClusterName` as the controller that a `SLURM_CONF` leads to reports it.
+fn cluster_name(conf: &Path) -> String {
+    let out = Command::new("scontrol")
+        .args(["show", "config"])
+        .env("SLURM_CONF", conf)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("ClusterName")).then(|| f.nth(1).unwrap_or("").to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_tests_talk_only_to_their_own_slurm_and_cancel_only_their_jobs() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // Ours answers on ports of its own, by its own name.
+    let conf = fs::read_to_string(&slurm.conf).unwrap();
+    assert!(conf.contains("SlurmctldPort="), "{conf}");
+    assert!(!conf.contains("SlurmctldPort=6817\n"), "{conf}");
+    assert_eq!(cluster_name(&slurm.conf), slurm.name);
+
+    // Another Slurm beside it (as on a machine that runs one): each answers for itself.
+    let other = tempfile::tempdir().unwrap();
+    let dir = other.path().join("slurm");
+    let st = Command::new(script("start.sh")).arg(&dir).status().unwrap();
+    assert!(st.success());
+    let other_conf = dir.join("slurm.conf");
+    let other_name = fs::read_to_string(dir.join("cluster")).unwrap();
+    assert_ne!(other_name.trim(), slurm.name);
+    assert_eq!(cluster_name(&other_conf), other_name.trim());
+    assert_eq!(cluster_name(&slurm.conf), slurm.name);
+
+    // Someone else's job there, and one named like ours: stop.sh cancels only ours.
+    let sbatch = |name: &str| {
+        let out = Command::new("sbatch")
+            .args(["--parsable", "-J", name, "--wrap", "sleep 300"])
+            .env("SLURM_CONF", &other_conf)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let theirs = sbatch("someone-else");
+    let ours = sbatch("si-000001-x");
+    let st = Command::new(script("stop.sh"))
+        .args([dir.as_os_str(), "--jobs-only".as_ref()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let listed = Command::new("squeue")
+        .args(["-h", "--format=%i %T"])
+        .env("SLURM_CONF", &other_conf)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let state = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    };
+    assert!(
+        matches!(state(&theirs).as_deref(), Some("PENDING" | "RUNNING")),
+        "someone else's job was touched: {listed}"
+    );
+    assert!(
+        !matches!(state(&ours).as_deref(), Some("PENDING" | "RUNNING")),
+        "{listed}"
+    );
+    let st = Command::new(script("stop.sh")).arg(&dir).status().unwrap();
+    assert!(st.success());
+    assert_eq!(cluster_name(&slurm.conf), slurm.name, "ours still answers");
+}
+
+/// A directory holding an `sbatch` that sleeps `secs`, then runs the real one: put it
+/// first in `PATH`.
+fn slow_sbatch(s: &TestSpool, secs: f64) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real = spack_installer::config::find_on_path("sbatch").unwrap();
+    let dir = s.dir.path().join("slow-bin");
+    fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("sbatch");
+    fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nsleep {secs}\nexec {} \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap())
+}
+
+/// How many times the fake Spack started an install of `package`.
+fn spack_runs(s: &TestSpool, package: &str) -> usize {
+    fs::read_to_string(s.dir.path().join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(&format!("start {package} ")))
+        .count()
+}
+
+#[test]
+fn a_worker_killed_during_a_slow_sbatch_leaves_one_slurm_job_and_one_spack_run() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    let path = slow_sbatch(&s, 3.0);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "slowsub"]);
+    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
+        s.where_is("000001-slowsub").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Mid-sbatch: the wrapper (and then the real sbatch) outlives the worker.
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    assert_eq!(slurm_id(&s, "running/000001-slowsub.toml"), None);
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        s.where_is("000001-slowsub").as_deref(),
+        Some("done"),
+        "{log}"
+    );
+    let ids = slurm_jobs_named(slurm, "000001-slowsub");
+    assert_eq!(ids.len(), 1, "Slurm got the job {ids:?} times:\n{log}");
+    assert_eq!(spack_runs(&s, "slowsub"), 1, "{log}");
+    assert_eq!(
+        slurm_id(&s, "done/000001-slowsub.toml").map(|i| i.to_string()),
+        Some(ids[0].clone())
+    );
+    assert!(
+        log.contains("waiting for the previous worker's sbatch"),
+        "{log}"
+    );
+    assert_eq!(record(&s, "done/000001-slowsub.toml").state.attempts, 1);
+}
+
+#[test]
+fn a_second_slurm_job_for_an_attempt_runs_no_spack_and_is_cancelled() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "twice=4".into()));
+    let w = s.spawn_worker(&[]);
+    s.ok(&["submit", "twice"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-twice", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-twice.toml").unwrap();
+    // exec-job in any other Slurm job than the recorded one runs no Spack.
+    let other = (id + 1000).to_string();
+    let out = s
+        .command(&["exec-job", "000001-twice"])
+        .env("SLURM_JOB_ID", &other)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        said.contains(&format!(
+            "Slurm job {other} is not the one the spool recorded for 000001-twice attempt 1 (Slurm job {id}): not running Spack"
+        )),
+        "{said}"
+    );
+    let out = s.run(&["exec-job", "000001-twice"]);
+    assert!(!out.status.success(), "outside Slurm: {out:?}");
+    // What an sbatch that outlived a worker lands late: the same batch script, name,
+    // directory and attempt, another Slurm job.
+    let script = slurm_cmd(
+        slurm,
+        "scontrol",
+        &["write", "batch_script", &id.to_string(), "-"],
+    );
+    let show = slurm_cmd(slurm, "scontrol", &["show", "job", "-o", &id.to_string()]);
+    let field = |k: &str| {
+        show.split_whitespace()
+            .find_map(|t| t.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .to_string()
+    };
+    let mut sbatch = Command::new("sbatch")
+        .args([
+            "--parsable".to_string(),
+            "--job-name=si-000001-twice".to_string(),
+            format!("--chdir={}", field("WorkDir")),
+            format!("--output={}", s.path("logs/000001-twice.log").display()),
+            "--open-mode=append".into(),
+            "--comment=spack-installer attempt 1".to_string(),
+        ])
+        .env("SLURM_CONF", &slurm.conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sbatch
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = sbatch.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stray = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    wait_until("the job done", Duration::from_secs(30), || {
+        s.where_is("000001-twice").as_deref() == Some("done")
+    });
+    wait_until("the stray gone from Slurm", Duration::from_secs(15), || {
+        !slurm_cmd(slurm, "squeue", &["-h", "--format=%i"])
+            .lines()
+            .any(|l| l.trim() == stray)
+    });
+    assert_eq!(spack_runs(&s, "twice"), 1, "Spack ran in the stray too");
+    assert_eq!(slurm_id(&s, "done/000001-twice.toml"), Some(id));
+    let log = w.output();
+    assert!(
+        log.contains(&format!("Slurm job {stray} (si-000001-twice)"))
+            && log.contains("cancelling it"),
+        "{log}"
+    );
+}
+
+/// Sets a partition's state for the length of a test, and `UP` again however it ends.
+struct PartitionState<'a> {
+    slurm: &'a Slurm,
+    name: &'static str,
+}
+
+impl<'a> PartitionState<'a> {
+    fn set(slurm: &'a Slurm, name: &'static str, state: &str) -> Self {
+        slurm_cmd(
+            slurm,
+            "scontrol",
+            &[
+                "update",
+                &format!("PartitionName={name}"),
+                &format!("State={state}"),
+            ],
+        );
+        PartitionState { slurm, name }
+    }
+}
+
+impl Drop for PartitionState<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("scontrol")
+            .args([
+                "update",
+                &format!("PartitionName={}", self.name),
+                "State=UP",
+            ])
+            .env("SLURM_CONF", &self.slurm.conf)
+            .status();
+    }
+}
+
+fn combined(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn a_job_slurm_refuses_waits_in_pending_with_slurms_reason_and_runs_once_slurm_is_back() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    let inactive = PartitionState::set(slurm, "debug", "INACTIVE");
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "patient", "behind"]);
+    wait_until("Slurm's refusal shown", Duration::from_secs(20), || {
+        s.ok(&["show", "1"])
+            .contains("waiting for Slurm: sbatch: error:")
+    });
+    // Not failed, not running, not counted as an attempt; the reason says why.
+    assert_eq!(s.where_is("000001-patient").as_deref(), Some("pending"));
+    assert_eq!(s.where_is("000002-behind").as_deref(), Some("pending"));
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("attempts      0"), "{show}");
+    assert!(!show.contains("being submitted"), "{show}");
+    let status = s.ok(&["status"]);
+    assert!(status.contains("waiting for Slurm"), "{status}");
+    // config-check says what is wrong with the partition.
+    let out = s.run(&["config-check"]);
+    let text = combined(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("partition debug is inactive"), "{text}");
+    // Retried with back-off: more than one refusal in the log, not one per loop turn.
+    wait_until("a second try", Duration::from_secs(15), || {
+        s.read("logs/000001-patient.log")
+            .matches("Slurm did not take it")
+            .count()
+            >= 2
+    });
+    let tries = s
+        .read("logs/000001-patient.log")
+        .matches("Slurm did not take it")
+        .count();
+    assert!(tries <= 4, "{tries} tries in a few seconds");
+
+    drop(inactive);
+    wait_until(
+        "both done once Slurm is back",
+        Duration::from_secs(60),
+        || s.ls("done").len() == 2,
+    );
+    let done = record(&s, "done/000001-patient.toml");
+    assert_eq!(done.state.attempts, 1);
+    assert_eq!(done.state.reason.as_deref(), Some("installed"));
+    assert_eq!(spack_runs(&s, "patient"), 1);
+}
+
+/// Stop one of the daemons start.sh started (`slurmctld` or `munged`) until the
+/// returned guard is dropped, which starts it again as start.sh did (recorded in
+/// DIR/pids for stop.sh) and waits until the cluster answers.
+struct Stopped<'a> {
+    slurm: &'a Slurm,
+    daemon: &'static str,
+}
+
+impl<'a> Stopped<'a> {
+    fn stop(slurm: &'a Slurm, daemon: &'static str) -> Self {
+        let pid: i32 = fs::read_to_string(slurm.dir.join(format!("{daemon}.daemon")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(pid);
+        nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+        wait_until(&format!("{daemon} gone"), Duration::from_secs(10), || {
+            nix::sys::signal::kill(pid, None).is_err()
+                || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        });
+        Stopped { slurm, daemon }
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        let d = &self.slurm.dir;
+        let out = fs::File::create(d.join(format!("{}.restarted.out", self.daemon))).unwrap();
+        let mut cmd = if self.daemon == "munged" {
+            let m = d.join("munge");
+            let mut c = Command::new("runuser");
+            c.args(["-u", "munge", "--", "munged", "-F"])
+                .arg(format!(
+                    "--socket={}",
+                    fs::read_to_string(d.join("munge.socket")).unwrap().trim()
+                ))
+                .arg(format!("--key-file={}", m.join("munge.key").display()))
+                .arg(format!("--pid-file={}", m.join("munged.pid").display()))
+                .arg(format!("--seed-file={}", m.join("munged.seed").display()))
+                .arg(format!("--log-file={}", m.join("munged.log").display()));
+            c
+        } else {
+            let mut c = Command::new("slurmctld");
+            c.args(["-D", "-i"]);
+            c
+        };
+        let mut child = cmd
+            .env("SLURM_CONF", &self.slurm.conf)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        // Reaped when stop.sh (or a later test) ends it.
+        std::thread::spawn(move || child.wait());
+        fs::write(d.join(format!("{}.daemon", self.daemon)), &pid).unwrap();
+        let mut pids = fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("pids"))
+            .unwrap();
+        use std::io::Write;
+        writeln!(pids, "{pid}").unwrap();
+        wait_until("the cluster back", Duration::from_secs(30), || {
+            Command::new("sinfo")
+                .args(["-h", "-p", "debug", "-o", "%T"])
+                .env("SLURM_CONF", &self.slurm.conf)
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "idle")
+        });
+    }
+}
+
+#[test]
+fn a_stopped_controller_or_munge_keeps_jobs_pending_with_slurms_message() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    let _w = s.spawn_worker(&[]);
+    for (daemon, package, message) in [
+        ("slurmctld", "noctld", "Unable to contact slurm controller"),
+        ("munged", "nomunge", "Protocol authentication error"),
+    ] {
+        let down = Stopped::stop(slurm, daemon);
+        s.ok(&["submit", package]);
+        let name = format!("{:06}-{package}", if daemon == "munged" { 2 } else { 1 });
+        wait_until(
+            &format!("Slurm's message with {daemon} down"),
+            Duration::from_secs(30),
+            || {
+                fs::read_to_string(s.path(&format!("pending/{name}.toml")))
+                    .is_ok_and(|t| t.contains(message))
+                    || s.where_is(&name).as_deref() == Some("failed")
+            },
+        );
+        assert_eq!(s.where_is(&name).as_deref(), Some("pending"));
+        let status = s.ok(&["status"]);
+        assert!(status.contains(message), "{status}");
+        let out = s.run(&["config-check"]);
+        assert_eq!(out.status.code(), Some(1), "{}", combined(&out));
+        drop(down);
+        wait_until(
+            &format!("{name} done once {daemon} is back"),
+            Duration::from_secs(90),
+            || s.where_is(&name).as_deref() == Some("done"),
+        );
+        assert_eq!(record(&s, &format!("done/{name}.toml")).state.attempts, 1);
+    }
+}
+
+#[test]
+fn a_detaching_stop_leaves_the_build_in_slurm_for_the_next_worker() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "long=6".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "long"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-long", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-long.toml").unwrap();
+    let t = std::time::Instant::now();
+    // The worker is our child: reap it while `worker stop` waits for it to go.
+    let stop = s
+        .command(&["worker", "stop", "--detach"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.wait(Duration::from_secs(5));
+    let out = stop.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("stopped"), "{out}\n{}", w.output());
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    // Still running in Slurm, still running in the spool.
+    assert!(
+        slurm_cmd(slurm, "squeue", &["-h", "--format=%i"])
+            .lines()
+            .any(|l| l.trim() == id.to_string())
+    );
+    assert_eq!(s.where_is("000001-long").as_deref(), Some("running"));
+    assert!(
+        !support::processes_with(&marker).is_empty(),
+        "Spack stopped"
+    );
+    assert!(w.output().contains("leaving 1 install(s) running in Slurm"));
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("re-attach"), "{log}");
+    let done = record(&s, "done/000001-long.toml");
+    assert_eq!(done.state.attempts, 1);
+    assert_eq!(slurm_id(&s, "done/000001-long.toml"), Some(id));
+    assert_eq!(spack_runs(&s, "long"), 1);
+
+    // The systemd unit's stop (and so its restart): ExecStop's signal, then KillSignal.
+    let unit = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/systemd/spack-installer.service"),
+    )
+    .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap()
+            .to_string()
+    };
+    let exec_stop = value("ExecStop");
+    let first = exec_stop
+        .split_whitespace()
+        .skip_while(|w| *w != "-s")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let signal = |name: &str| -> Signal {
+        let name = name.trim_start_matches("SIG");
+        format!("SIG{name}").parse().unwrap()
+    };
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "long"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000002-long", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000002-long.toml").unwrap();
+    w.signal(signal(&first));
+    w.signal(signal(&value("KillSignal")));
+    assert!(w.wait(Duration::from_secs(5)).success(), "{}", w.output());
+    assert_eq!(s.where_is("000002-long").as_deref(), Some("running"));
+    assert!(
+        !support::processes_with(&marker).is_empty(),
+        "Spack stopped"
+    );
+    s.drain();
+    assert_eq!(slurm_id(&s, "done/000002-long.toml"), Some(id));
+    assert_eq!(
+        spack_runs(&s, "long"),
+        2,
+        "one run for each of the two jobs"
+    );
+}
+
+#[test]
+fn a_cancel_during_an_outage_is_answered_and_a_spack_that_finished_first_counts() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // kill_grace bounds how long `cancel` waits for the job to end.
+    let mut s = TestSpool::with_config(
+        "kill_grace = \"1s\"\nexecutor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n",
+    );
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "first=3".into()));
+    let w = s.spawn_worker(&[]);
+    s.ok(&["submit", "first"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-first", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let down = Stopped::stop(slurm, "slurmctld");
+    // The worker answers (within cancel's 10 s for a receipt, else "not running")
+    // although every Slurm command now fails after seconds.
+    let out = s.ok(&["cancel", "1"]);
+    assert!(!out.contains("not running"), "{out}");
+    assert!(out.contains("cancelling 000001-first"), "{out}");
+    // scancel could not reach the controller; Spack ends by itself, with 0.
+    wait_until("spack done", Duration::from_secs(20), || {
+        fs::read_to_string(s.dir.path().join("events.log")).is_ok_and(|e| e.contains("end first"))
+    });
+    drop(down);
+    wait_until("the outcome recorded", Duration::from_secs(60), || {
+        matches!(
+            s.where_is("000001-first").as_deref(),
+            Some("done" | "cancelled" | "failed")
+        )
+    });
+    let rel = format!("{}/000001-first.toml", s.where_is("000001-first").unwrap());
+    let rec = record(&s, &rel);
+    assert_eq!(
+        s.where_is("000001-first").as_deref(),
+        Some("done"),
+        "{rec:?}\n{}",
+        w.output()
+    );
+    assert!(
+        rec.state.reason.unwrap().contains("before the cancel"),
+        "{}",
+        w.output()
+    );
+}
+
+/// Drains the node for the length of a test, and resumes it however it ends.
+struct Drained<'a>(&'a Slurm);
+
+impl<'a> Drained<'a> {
+    fn drain(slurm: &'a Slurm) -> Self {
+        let node = slurm_cmd(slurm, "sinfo", &["-h", "-p", "debug", "-o", "%N"]);
+        slurm_cmd(
+            slurm,
+            "scontrol",
+            &[
+                "update",
+                &format!("NodeName={}", node.trim()),
+                "State=DRAIN",
+                "Reason=tests",
+            ],
+        );
+        Drained(slurm)
+    }
+}
+
+impl Drop for Drained<'_> {
+    fn drop(&mut self) {
+        let node = slurm_cmd(self.0, "sinfo", &["-h", "-p", "debug", "-o", "%N"]);
+        let _ = Command::new("scontrol")
+            .args([
+                "update",
+                &format!("NodeName={}", node.trim()),
+                "State=RESUME",
+            ])
+            .env("SLURM_CONF", &self.0.conf)
+            .status();
+    }
+}
+
+#[test]
+fn status_says_what_slurm_says_for_jobs_it_holds() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // A time limit above the partition's MaxTime (5 minutes): config-check says so, and
+    // Slurm holds the job for ever.
+    let mut s = TestSpool::with_config(
+        "executor = \"slurm\"\n[slurm]\npartition = \"short\"\ntime_limit = \"10m\"\n",
+    );
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    let out = s.run(&["config-check"]);
+    let text = combined(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("time_limit 10m is above partition short's MaxTime 5:00"),
+        "{text}"
+    );
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "toolong"]);
+    wait_until("held: PartitionTimeLimit", Duration::from_secs(20), || {
+        s.ok(&["status"])
+            .contains("held in Slurm: PartitionTimeLimit")
+    });
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("held in Slurm: PartitionTimeLimit"), "{show}");
+    // RAN has not started: Slurm never ran it.
+    assert!(show.contains(" / -"), "{show}");
+    let out = s.ok(&["cancel", "1"]);
+    assert!(!out.contains("its Spack was stopped"), "{out}");
+    wait_until("cancelled", Duration::from_secs(20), || {
+        s.where_is("000001-toolong").as_deref() == Some("cancelled")
+    });
+    let reason = record(&s, "cancelled/000001-toolong.toml").state.reason;
+    assert!(
+        reason.as_deref().unwrap().contains("while queued in Slurm"),
+        "{reason:?}"
+    );
+
+    // A drained node: queued in Slurm, with Slurm's reason; RAN counts once it runs.
+    let s = spool(slurm, "");
+    let drained = Drained::drain(slurm);
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "later"]);
+    wait_until("queued in Slurm", Duration::from_secs(20), || {
+        s.ok(&["status"]).contains("queued in Slurm: ")
+    });
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains(" / -"), "{show}");
+    drop(drained);
+    wait_until(
+        "done once the node is back",
+        Duration::from_secs(30),
+        || s.where_is("000001-later").as_deref() == Some("done"),
+    );
+}
+
+#[test]
+fn a_timeout_under_a_minute_is_given_to_slurm_as_a_minute_and_the_log_says_so() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let s = spool(slurm, "");
+    s.ok(&["submit", "--timeout", "30s", "brief"]);
+    s.drain();
+    let id = slurm_id(&s, "done/000001-brief.toml").unwrap();
+    let show = slurm_cmd(slurm, "scontrol", &["show", "job", &id.to_string()]);
+    assert!(show.contains("TimeLimit=00:01:00"), "{show}");
+    let log = s.read("logs/000001-brief.log");
+    assert!(
+        log.contains("the limit of 30s is given to Slurm as --time 1m"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "again=6".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "again"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-again", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    wait_until("the node recorded", Duration::from_secs(10), || {
+        s.read("running/000001-again.toml")
+            .contains("state = \"RUNNING\"")
+    });
+    let id = slurm_id(&s, "running/000001-again.toml")
+        .unwrap()
+        .to_string();
+    // What a node failure does to a running job: Slurm requeues it.
+    slurm_cmd(slurm, "scontrol", &["requeue", &id]);
+    wait_until("queued in Slurm again", Duration::from_secs(20), || {
+        s.ok(&["status"]).contains("queued in Slurm: BeginTime")
+    });
+    slurm_cmd(
+        slurm,
+        "scontrol",
+        &["update", &format!("JobId={id}"), "StartTime=now"],
+    );
+    wait_until("done after the second run", Duration::from_secs(30), || {
+        s.where_is("000001-again").as_deref() == Some("done")
+    });
+    let done = record(&s, "done/000001-again.toml");
+    assert_eq!(done.state.attempts, 2, "{done:?}");
+    assert_eq!(spack_runs(&s, "again"), 2);
+    assert_eq!(
+        slurm_id(&s, "done/000001-again.toml").unwrap().to_string(),
+        id
+    );
+    let log = s.read("logs/000001-again.log");
+    assert!(
+        log.contains("Slurm requeued it and runs it again: attempt 2"),
+        "{log}"
+    );
 }

@@ -53,7 +53,13 @@ fn cancel_one(ctx: &Ctx, what: &str) -> Result<i32> {
                     if let Ok(Some((d, _))) = store::locate(&ctx.spool, name.id)
                         && Dir::FINISHED.contains(&d)
                     {
-                        println!("{name}: cancelled (its Spack was stopped)");
+                        // What the worker recorded: a Slurm job may have been only queued,
+                        // or Spack may have finished before the cancel landed.
+                        let reason = store::read(&ctx.spool, d, &name)
+                            .ok()
+                            .and_then(|j| j.state.reason)
+                            .unwrap_or_else(|| "cancelled (its Spack was stopped)".into());
+                        println!("{name}: in {}/: {reason}", d.name());
                         return Ok(exit::OK);
                     }
                     std::thread::sleep(Duration::from_millis(50));

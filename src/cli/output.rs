@@ -73,7 +73,14 @@ impl JobView {
             Body::Valid(s) => Some(s),
             Body::Rejected { .. } => None,
         };
-        let end_wait = st.started_at.or(st.finished_at).unwrap_or(now);
+        // A job Slurm still has queued has not started running: it is still waiting.
+        let queued_in_slurm = st.finished_at.is_none()
+            && st
+                .slurm
+                .as_ref()
+                .is_some_and(|s| s.state.as_deref() == Some("PENDING"));
+        let started_at = st.started_at.filter(|_| !queued_in_slurm);
+        let end_wait = started_at.or(st.finished_at).unwrap_or(now);
         let log = spool.log_path(&name);
         JobView {
             id: Some(job.meta.id.0),
@@ -87,9 +94,7 @@ impl JobView {
             started_at: st.started_at.map(|t| t.to_string()),
             finished_at: st.finished_at.map(|t| t.to_string()),
             waited_s: Some(job.meta.submitted_at.until(end_wait).as_secs()),
-            ran_s: st
-                .started_at
-                .map(|s| s.until(st.finished_at.unwrap_or(now)).as_secs()),
+            ran_s: started_at.map(|s| s.until(st.finished_at.unwrap_or(now)).as_secs()),
             attempts: st.attempts,
             exit_code: st.exit_code,
             reason: st.reason.clone(),

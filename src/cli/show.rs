@@ -159,11 +159,38 @@ fn print_dag(spool: &crate::spool::Spool, name: &crate::job::JobName, c: &Concre
     }
 }
 
+/// Reasons a job pending in Slurm has that waiting alone will not clear: it is held
+/// until an admin acts (or the job is changed).
+const SLURM_HELD: &[&str] = &[
+    "PartitionTimeLimit",
+    "PartitionNodeLimit",
+    "JobHeldAdmin",
+    "JobHeldUser",
+    "PartitionConfig",
+    "AccountNotAllowed",
+    "QOSNotAllowed",
+    "InvalidAccount",
+    "InvalidQOS",
+];
+
 /// `slurm job 1234 (partition debug, node n01)`; parts not known yet are left out.
+/// While Slurm holds it, what Slurm says first: `queued in Slurm: Resources, slurm job
+/// 1234 (...)`, `held in Slurm: PartitionTimeLimit, ...`, `suspended in Slurm, ...`.
 pub fn slurm_text(s: &crate::job::SlurmState) -> String {
+    let held = match (s.state.as_deref(), s.reason.as_deref()) {
+        (Some("PENDING"), Some(r)) if SLURM_HELD.contains(&r) || r.contains("MaxWall") => {
+            format!("held in Slurm: {r}, ")
+        }
+        (Some("PENDING"), Some(r)) => format!("queued in Slurm: {r}, "),
+        (Some("PENDING"), None) => "queued in Slurm, ".to_string(),
+        (Some(st @ ("SUSPENDED" | "REQUEUED" | "REQUEUE_HOLD" | "PREEMPTED")), _) => {
+            format!("{} in Slurm, ", st.to_lowercase().replace('_', " "))
+        }
+        _ => String::new(),
+    };
     let id = s
         .job_id
-        .map(|i| format!("slurm job {i}"))
+        .map(|i| format!("{held}slurm job {i}"))
         .unwrap_or_else(|| "being submitted to slurm".into());
     let place: Vec<String> = [("partition", &s.partition), ("node", &s.node)]
         .iter()

@@ -59,8 +59,12 @@ pub struct StartArgs {
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
     /// Interrupt running installs and requeue them instead of waiting for them.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "detach")]
     pub now: bool,
+    /// Stop at once and leave the installs running in Slurm, for the next worker to
+    /// re-attach (with the local executor: the same as a plain stop).
+    #[arg(long)]
+    pub detach: bool,
     /// How long to wait for the worker to exit, in seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -205,11 +209,18 @@ fn stop(ctx: &Ctx, a: StopArgs) -> Result<i32> {
         println!("no worker is running on {}", ctx.spool.root().display());
         return Ok(exit::OK);
     }
+    // --detach: a Slurm worker exits at once and leaves its jobs running in Slurm for the
+    // next worker (a local worker takes it as a first SIGTERM).
+    let sig = if a.detach {
+        nix::libc::SIGUSR1
+    } else {
+        nix::libc::SIGTERM
+    };
     for i in 0..if a.now { 2 } else { 1 } {
         if i > 0 {
             std::thread::sleep(Duration::from_millis(100));
         }
-        match pidfd.signal(nix::libc::SIGTERM) {
+        match pidfd.signal(sig) {
             Ok(()) => {}
             // It exited between the check and the signal: stopped all the same.
             Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => break,

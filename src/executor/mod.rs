@@ -127,6 +127,11 @@ pub trait Executor {
     fn limits_time(&self) -> bool {
         false
     }
+    /// Whether its installs keep running when the worker exits and can be re-attached
+    /// by the next one (so the worker may stop without stopping them).
+    fn detaches(&self) -> bool {
+        false
+    }
 }
 
 /// The worker's environment variables that `allow` names (`*` at the end: a prefix).

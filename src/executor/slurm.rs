@@ -8,7 +8,15 @@
 //! executor does. The spec never appears in the script, on sbatch's command line or in
 //! `--wrap`; users can add no sbatch option (only the admin's `slurm.extra_args`).
 //!
-//! **Tracking**: one `squeue` per check interval for all our jobs. A job that left
+//! **Slurm unavailable**: whatever keeps `sbatch` from taking a job is returned as
+//! [`Error::SlurmUnavailable`] with Slurm's own message; the worker puts the job back in
+//! `pending/` and backs off (no fault of the job). Every Slurm command is killed after
+//! 60 s, and `scancel` runs on a thread of its own, so an outage does not stall the
+//! worker's loop for long; `squeue` too runs aside, its answer used at the next check.
+//! (`sbatch` still runs on the loop, bounded so.)
+//!
+//! **Tracking**: one `squeue` per check interval for all our jobs, with Slurm's state
+//! and pending reason (kept in `[state.slurm]` for `status`). A job that left
 //! `squeue` has ended: its state and exit code come from `sacct` when accounting exists,
 //! else from `scontrol show job` (slurmctld keeps finished jobs for `MinJobAge`), else
 //! from the exit file `exec-job` wrote (`slurm/NAME.exit`).
@@ -16,7 +24,12 @@
 //! **Re-attaching**: the record's `[state.slurm]` says a job was handed to Slurm; with a
 //! job ID it is simply tracked again, without one (the worker died between `sbatch`
 //! returning and the write) it is found by name, working directory and attempt with
-//! `squeue --states=all --name`. A job Slurm knows is never submitted twice.
+//! `squeue --states=all --name`, once any `sbatch` the dead worker left running has
+//! ended (it may still land). A job Slurm knows is never submitted twice.
+//!
+//! **One Slurm job per attempt**: should an orphaned `sbatch` land anyway, `exec-job`
+//! runs Spack only in the Slurm job whose ID the record holds; the others (strays: our
+//! job name and spool, an ID no attempt recorded) are `scancel`led by ID and logged.
 
 use super::{Executor, Exit, Handle, Launch, OnExit, Placed, Reattach};
 use crate::config::{Config, SlurmConfig};
@@ -51,6 +64,27 @@ pub struct ExitRecord {
     pub slurm_job_id: u64,
     pub attempt: u32,
     pub exit_code: i32,
+    /// Whether exec-job was signalled (scancel, or Slurm's time limit) before Spack ended.
+    #[serde(default)]
+    pub signalled: bool,
+    /// How long Spack ran, in seconds.
+    #[serde(default)]
+    pub ran_s: u64,
+}
+
+impl ExitRecord {
+    /// How the install ended, as far as the exit file tells: a signal that came once
+    /// the job's `--time` had run out is Slurm's time limit, not a failure of Spack.
+    pub fn exit(&self, time_limit_s: Option<u64>) -> Exit {
+        // Slurm's timer is coarse (it checks about every 30 s): allow that much.
+        match time_limit_s {
+            Some(limit) if self.signalled && self.ran_s + 30 >= limit => Exit::Cluster {
+                code: self.exit_code,
+                why: "timed out (Slurm time limit)",
+            },
+            _ => Exit::Code(self.exit_code),
+        }
+    }
 }
 
 impl ExitRecord {
@@ -90,9 +124,10 @@ pub fn batch_script(binary: &Path, spool: &Spool, config: Option<&Path>, name: &
     )
 }
 
-/// Slurm's `--time`: days-hours:minutes:seconds, at least one minute.
+/// Slurm's `--time`: days-hours:minutes:seconds in whole minutes (Slurm counts time
+/// limits in minutes and rounds up; we do it ourselves, so the log can say so).
 fn slurm_time(d: Duration) -> String {
-    let s = d.as_secs().max(60);
+    let s = d.as_secs().div_ceil(60).max(1) * 60;
     format!(
         "{}-{:02}:{:02}:{:02}",
         s / 86400,
@@ -100,6 +135,28 @@ fn slurm_time(d: Duration) -> String {
         s % 3600 / 60,
         s % 60
     )
+}
+
+/// A time as Slurm prints it (`MM`, `MM:SS`, `HH:MM:SS`, `D-HH[:MM[:SS]]`); `None` for
+/// `infinite`, `UNLIMITED` or anything else.
+fn parse_slurm_time(s: &str) -> Option<Duration> {
+    let (days, rest) = match s.split_once('-') {
+        Some((d, r)) => (d.parse::<u64>().ok()?, r),
+        None => (0, s),
+    };
+    let parts: Vec<u64> = rest
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let secs = match (s.contains('-'), parts.as_slice()) {
+        (false, [m]) => m * 60,
+        (false, [m, sec]) => m * 60 + sec,
+        (_, [h, m, sec]) => h * 3600 + m * 60 + sec,
+        (true, [h]) => h * 3600,
+        (true, [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    };
+    Some(Duration::from_secs(days * 86400 + secs))
 }
 
 /// Map a Slurm job state (and `ExitCode` as `N:S`) to how the install ended; `None`
@@ -138,8 +195,34 @@ pub fn map_state(state: &str, exit_code: &str) -> Option<Exit> {
     }
 }
 
+/// What Slurm said when a command failed: its stderr's lines joined (`sbatch: error:
+/// Batch job submission failed: ...`), or the exit status when it said nothing.
+fn said(stderr: &[u8], status: std::process::ExitStatus) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        status.to_string()
+    } else {
+        lines.join("; ")
+    }
+}
+
 /// Run a Slurm command; its stdout, or an error that names it and its stderr.
 fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
+    slurm_raw(prog, args, stdin)
+        .map_err(|(shown, why)| Error::Other(format!("`{shown}` failed: {why}")))
+}
+
+/// Run a Slurm command; its stdout, or the command as shown to people and why it failed.
+fn slurm_raw(
+    prog: &str,
+    args: &[String],
+    stdin: Option<&str>,
+) -> std::result::Result<String, (String, String)> {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .stdin(if stdin.is_some() {
@@ -151,9 +234,12 @@ fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
         .stderr(Stdio::piped());
     let shown = || format!("{prog} {}", args.join(" "));
     let mut child = cmd.spawn().map_err(|e| {
-        Error::Other(format!(
-            "cannot run `{prog}`: {e}; install the Slurm client commands on the worker's host"
-        ))
+        (
+            shown(),
+            format!(
+                "cannot run `{prog}`: {e}; install the Slurm client commands on the worker's host"
+            ),
+        )
     })?;
     if let Some(text) = stdin {
         // Dropped at the end of the statement: sbatch then sees the end of its input.
@@ -163,18 +249,93 @@ fn slurm(prog: &str, args: &[String], stdin: Option<&str>) -> Result<String> {
             .expect("stdin is piped")
             .write_all(text.as_bytes());
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::Other(format!("`{}` failed: {e}", shown())))?;
-    if !out.status.success() {
-        return Err(Error::Other(format!(
-            "`{}` failed ({}): {}",
-            shown(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+    // Read both pipes aside, so a full pipe cannot stall the command while we wait.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    use std::io::Read;
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let until = std::time::Instant::now() + SLURM_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err((
+                    shown(),
+                    format!(
+                        "`{prog}` had no answer from Slurm within {}s (stopped)",
+                        SLURM_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            Err(e) => return Err((shown(), e.to_string())),
+        }
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() {
+        return Err((shown(), said(&err, status)));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The longest any Slurm command may take: past it, it is killed and Slurm counts as
+/// unavailable for now (sbatch: the job waits in pending/; squeue: asked again next
+/// interval). Slurm's own clients give up after `MessageTimeout` (10 s by default) and
+/// a few retries.
+const SLURM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest a starting worker waits for a dead worker's `sbatch` to end.
+const SBATCH_WAIT: Duration = Duration::from_secs(120);
+
+/// Wait while a process of ours (on this host) is still submitting job `name` of this
+/// spool: its argv holds our `--job-name` and `--chdir` (an `sbatch` a killed worker
+/// left behind, or a wrapper around it). Bounded by [`SBATCH_WAIT`].
+fn wait_out_sbatch(root: &Path, name: &str) {
+    let job_arg = format!("--job-name={}", slurm_name(name));
+    let dir_arg = format!("--chdir={}", root.display());
+    let me = std::process::id().to_string();
+    let submitting = || -> Option<String> {
+        for e in std::fs::read_dir("/proc").ok()?.flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmd.split(|&b| b == 0).collect();
+            if args.contains(&job_arg.as_bytes()) && args.contains(&dir_arg.as_bytes()) {
+                return Some(pid);
+            }
+        }
+        None
+    };
+    let until = std::time::Instant::now() + SBATCH_WAIT;
+    let mut said = false;
+    while let Some(pid) = submitting() {
+        if std::time::Instant::now() >= until {
+            tracing::warn!(job = %name, "an sbatch (pid {pid}) of the previous worker is still running after {SBATCH_WAIT:?}; looking the job up anyway");
+            return;
+        }
+        if !said {
+            tracing::info!(job = %name, "waiting for the previous worker's sbatch (pid {pid}) to end before looking the job up in Slurm");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `Key=Value` fields of `scontrol show job -o` (the first of each key).
@@ -208,7 +369,16 @@ pub struct SlurmExecutor {
     config_path: Option<PathBuf>,
     user: String,
     jobs: BTreeMap<u64, Tracked>,
+    /// Strays already cancelled (see [`SlurmExecutor::cancel_strays`]).
+    cancelled_strays: std::collections::HashSet<u64>,
+    /// The `squeue` running aside, and the jobs tracked when it started.
+    squeue: Option<SqueueInFlight>,
 }
+
+type SqueueInFlight = (
+    std::sync::mpsc::Receiver<Result<String>>,
+    std::collections::HashSet<u64>,
+);
 
 impl SlurmExecutor {
     /// Set up: our binary's absolute path (for the batch script) and `slurm/`.
@@ -233,6 +403,8 @@ impl SlurmExecutor {
             config_path: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
             user: identity::user_name(identity::current_uid()),
             jobs: BTreeMap::new(),
+            cancelled_strays: Default::default(),
+            squeue: None,
         })
     }
 
@@ -267,8 +439,9 @@ impl SlurmExecutor {
     }
 
     /// A job handed to Slurm whose ID was never recorded: find it by name, working
-    /// directory (the spool) and attempt, among the jobs slurmctld still knows.
-    fn lookup(&self, job: &Job) -> Result<Option<u64>> {
+    /// directory (the spool) and attempt, among the jobs slurmctld still knows. All of
+    /// them, lowest ID first (more than one only after a double submission).
+    fn lookup(&self, job: &Job) -> Result<Vec<u64>> {
         let out = slurm(
             "squeue",
             &[
@@ -281,23 +454,53 @@ impl SlurmExecutor {
             None,
         )?;
         let comment = format!("spack-installer attempt {}", job.state.attempts);
-        let root = self.spool.root();
-        let canon = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-        Ok(out
+        let mut ids: Vec<u64> = out
             .lines()
             .filter_map(|l| {
                 let mut f = l.splitn(3, '|');
                 let id = f.next()?.trim().parse::<u64>().ok()?;
-                let dir = Path::new(f.next()?);
-                let ours = (dir == root || dir == canon) && f.next()?.trim() == comment;
+                let ours = self.is_our_dir(f.next()?) && f.next()?.trim() == comment;
                 ours.then_some(id)
             })
-            .max())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// Whether a Slurm job's working directory is this spool (we submit with `--chdir`).
+    fn is_our_dir(&self, dir: &str) -> bool {
+        let root = self.spool.root();
+        let dir = Path::new(dir.trim());
+        dir == root || root.canonicalize().is_ok_and(|c| dir == c)
+    }
+
+    /// Cancel Slurm jobs of this spool that no attempt recorded (see `exec-job`: they
+    /// run no Spack, but hold a slot of the cluster), once each, and say so.
+    fn cancel_strays(&mut self, strays: Vec<(u64, String)>) {
+        for (id, name) in strays {
+            if !self.cancelled_strays.insert(id) {
+                continue;
+            }
+            tracing::warn!(
+                slurm_job_id = id,
+                "Slurm job {id} ({name}) belongs to this spool but is not the one recorded for \
+                 its attempt (an sbatch that outlived a worker): cancelling it"
+            );
+            if let Err(e) = slurm("scancel", &[id.to_string()], None) {
+                tracing::warn!("could not cancel stray Slurm job {id}: {e}");
+            }
+        }
     }
 
     /// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
     /// and on which node it ran when Slurm still says.
-    fn outcome(&self, id: u64, name: &str) -> (Option<Exit>, Option<String>) {
+    fn outcome(
+        &self,
+        id: u64,
+        name: &str,
+        time_limit_s: Option<u64>,
+    ) -> (Option<Exit>, Option<String>) {
         let sacct = slurm(
             "sacct",
             &[
@@ -332,7 +535,7 @@ impl SlurmExecutor {
             );
         }
         let exit = match ExitRecord::read(&self.spool, name) {
-            Some(r) if r.slurm_job_id == id => Exit::Code(r.exit_code),
+            Some(r) if r.slurm_job_id == id => r.exit(time_limit_s),
             _ => Exit::Cluster {
                 code: 1,
                 why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
@@ -351,13 +554,32 @@ impl Executor for SlurmExecutor {
     fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle> {
         // An exit file from an earlier attempt must not answer for this one.
         let _ = std::fs::remove_file(exit_file(&self.spool, &launch.name));
+        let limit = launch.timeout.unwrap_or(self.cfg.time_limit);
+        if !limit.as_secs().is_multiple_of(60) {
+            let given = Duration::from_secs(limit.as_secs().div_ceil(60).max(1) * 60);
+            let line = format!(
+                "==> spack-installer: Slurm counts time limits in whole minutes: the limit of {} is given to Slurm as --time {}\n",
+                humantime::format_duration(limit),
+                humantime::format_duration(given)
+            );
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&launch.log)
+            {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
         let script = batch_script(
             &self.binary,
             &self.spool,
             self.config_path.as_deref(),
             &launch.name,
         );
-        let out = slurm("sbatch", &self.sbatch_args(launch), Some(&script))?;
+        // Whatever keeps sbatch from taking the job (controller or munge down, the
+        // partition inactive, a limit the admin's options break) is no fault of the job.
+        let out = slurm_raw("sbatch", &self.sbatch_args(launch), Some(&script))
+            .map_err(|(_, why)| Error::SlurmUnavailable(why))?;
         // --parsable prints "ID" or "ID;CLUSTER".
         let id: u64 = out
             .trim()
@@ -373,7 +595,8 @@ impl Executor for SlurmExecutor {
         let slurm = SlurmState {
             job_id: Some(id),
             partition: self.cfg.partition.clone(),
-            node: None,
+            time_limit_s: Some(limit.as_secs().div_ceil(60).max(1) * 60),
+            ..Default::default()
         };
         tracing::info!(job = %launch.name, slurm_job_id = id, "submitted to Slurm");
         self.jobs.insert(
@@ -392,11 +615,15 @@ impl Executor for SlurmExecutor {
 
     fn stop(&mut self, handle: &Handle, _force: bool) {
         // scancel sends SIGTERM to every process of the job, and SIGKILL after the
-        // cluster's KillWait; asking twice is harmless.
-        if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id)
-            && let Err(e) = slurm("scancel", &[id.to_string()], None)
-        {
-            tracing::warn!("could not cancel Slurm job {id}: {e}");
+        // cluster's KillWait; asking twice is harmless. Off the worker's loop: with the
+        // controller down it takes seconds to fail, and requests must stay answered.
+        // The outcome still comes from tracking, whatever happened first.
+        if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id) {
+            std::thread::spawn(move || {
+                if let Err(e) = slurm("scancel", &[id.to_string()], None) {
+                    tracing::warn!("could not cancel Slurm job {id}: {e}");
+                }
+            });
         }
     }
 
@@ -408,7 +635,7 @@ impl Executor for SlurmExecutor {
         Some(SlurmState {
             job_id: None,
             partition: self.cfg.partition.clone(),
-            node: None,
+            ..Default::default()
         })
     }
 
@@ -417,14 +644,24 @@ impl Executor for SlurmExecutor {
         let recorded = job.state.slurm.clone().unwrap_or_default();
         let id = match recorded.job_id {
             Some(id) => id,
-            None => match self.lookup(job)? {
-                Some(id) => id,
-                // Gone from slurmctld already, but exec-job ran this attempt.
-                None => match ExitRecord::read(&self.spool, &name) {
-                    Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
-                    _ => return Ok(Reattach::NeverSubmitted),
-                },
-            },
+            None => {
+                // The previous worker's sbatch may still be on its way to slurmctld:
+                // let it land (or fail) before asking Slurm, or we would submit twice.
+                wait_out_sbatch(self.spool.root(), &name);
+                let mut found = self.lookup(job)?;
+                match found.pop() {
+                    Some(id) => {
+                        let strays = found.into_iter().map(|i| (i, slurm_name(&name)));
+                        self.cancel_strays(strays.collect());
+                        id
+                    }
+                    // Gone from slurmctld already, but exec-job ran this attempt.
+                    None => match ExitRecord::read(&self.spool, &name) {
+                        Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
+                        _ => return Ok(Reattach::NeverSubmitted),
+                    },
+                }
+            }
         };
         let slurm = SlurmState {
             job_id: Some(id),
@@ -446,43 +683,95 @@ impl Executor for SlurmExecutor {
     }
 
     fn track(&mut self) -> Vec<Placed> {
-        if self.jobs.is_empty() {
-            return Vec::new();
-        }
-        let out = match slurm(
-            "squeue",
-            &[
-                "-h".into(),
+        // squeue runs on a thread of its own (an outage makes it take seconds to fail):
+        // each call starts one if none runs, and uses the answer of the last one once
+        // it has come.
+        let answer = match &self.squeue {
+            Some((rx, _)) => match rx.try_recv() {
+                Ok(answer) => Some(answer),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Vec::new(),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(Error::Other(
+                    "squeue's thread ended without an answer".into(),
+                ))),
+            },
+            None => None,
+        };
+        let asked_for = match answer {
+            Some(_) => self.squeue.take().map(|(_, ids)| ids).unwrap_or_default(),
+            None => Default::default(),
+        };
+        if self.squeue.is_none() && !self.jobs.is_empty() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let args = vec![
+                "-h".to_string(),
                 format!("--user={}", self.user),
-                "--format=%i|%T|%N".into(),
-            ],
-            None,
-        ) {
-            Ok(o) => o,
-            Err(e) => {
+                "--format=%i|%T|%N|%r|%j|%Z".into(),
+            ];
+            std::thread::spawn(move || {
+                let _ = tx.send(slurm("squeue", &args, None));
+            });
+            self.squeue = Some((rx, self.jobs.keys().copied().collect()));
+        }
+        let out = match answer {
+            None => return Vec::new(),
+            Some(Ok(o)) => o,
+            Some(Err(e)) => {
                 tracing::warn!("cannot follow the Slurm jobs: {e}; trying again");
                 return Vec::new();
             }
         };
-        let mut listed: HashMap<u64, String> = HashMap::new();
+        // ID → (node, Slurm's state, its reason while pending).
+        let mut listed: HashMap<u64, (String, String, String)> = HashMap::new();
+        let mut strays = Vec::new();
         for l in out.lines() {
-            let mut f = l.split('|');
-            if let (Some(Ok(id)), Some(_state), Some(node)) = (
+            let mut f = l.splitn(6, '|');
+            if let (Some(Ok(id)), Some(state), Some(node), Some(reason), Some(jname), Some(dir)) = (
                 f.next().map(|s| s.trim().parse::<u64>()),
                 f.next(),
                 f.next(),
+                f.next(),
+                f.next(),
+                f.next(),
             ) {
-                listed.insert(id, node.trim().to_string());
+                listed.insert(
+                    id,
+                    (
+                        node.trim().to_string(),
+                        state.trim().to_string(),
+                        reason.trim().to_string(),
+                    ),
+                );
+                if !self.jobs.contains_key(&id)
+                    && !self.cancelled_strays.contains(&id)
+                    && jname.starts_with(JOB_PREFIX)
+                    && self.is_our_dir(dir)
+                {
+                    strays.push((id, jname.to_string()));
+                }
             }
         }
+        self.cancel_strays(strays);
         let mut placed = Vec::new();
-        let ids: Vec<u64> = self.jobs.keys().copied().collect();
+        // Only jobs that were in Slurm before squeue ran can be judged by its answer.
+        let ids: Vec<u64> = self
+            .jobs
+            .keys()
+            .copied()
+            .filter(|id| asked_for.contains(id))
+            .collect();
         for id in ids {
             match listed.get(&id) {
-                Some(node) => {
+                Some((node, state, reason)) => {
                     let t = self.jobs.get_mut(&id).expect("listed above");
-                    if !node.is_empty() && t.slurm.node.as_deref() != Some(node.as_str()) {
-                        t.slurm.node = Some(node.clone());
+                    let mut now = t.slurm.clone();
+                    if !node.is_empty() {
+                        now.node = Some(node.clone());
+                    }
+                    now.state = Some(state.clone()).filter(|s| !s.is_empty());
+                    // Slurm says "None" for a job with nothing in its way.
+                    now.reason = Some(reason.clone()).filter(|r| !r.is_empty() && r != "None");
+                    if now != t.slurm {
+                        t.slurm = now;
                         placed.push(Placed {
                             name: t.name.clone(),
                             slurm: t.slurm.clone(),
@@ -491,7 +780,8 @@ impl Executor for SlurmExecutor {
                 }
                 None => {
                     let name = self.jobs[&id].name.clone();
-                    let (exit, node) = self.outcome(id, &name);
+                    let limit = self.jobs[&id].slurm.time_limit_s;
+                    let (exit, node) = self.outcome(id, &name, limit);
                     if let Some(exit) = exit {
                         let t = self.jobs.remove(&id).expect("tracked");
                         // The worker writes this before it handles the exit event.
@@ -523,6 +813,10 @@ impl Executor for SlurmExecutor {
     fn limits_time(&self) -> bool {
         true
     }
+
+    fn detaches(&self) -> bool {
+        true
+    }
 }
 
 /// For `config-check`: the Slurm commands the worker runs exist, and Slurm knows the
@@ -535,7 +829,7 @@ pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<Stri
             ));
         }
     }
-    let mut args = vec!["-h".to_string(), "--format=%P %a %D".to_string()];
+    let mut args = vec!["-h".to_string(), "--format=%P %a %D %l".to_string()];
     if let Some(p) = &cfg.partition {
         args.push(format!("--partition={p}"));
     }
@@ -544,11 +838,35 @@ pub fn check(cfg: &SlurmConfig, notes: &mut Vec<String>, problems: &mut Vec<Stri
             "slurm: sinfo knows no partition {}; set slurm.partition to one `sinfo -s` lists",
             cfg.partition.as_deref().unwrap_or("(the default)")
         )),
-        Ok(out) => notes.push(format!(
-            "slurm: partition {}; jobs go to Slurm, at most {} at once",
-            out.lines().next().unwrap_or("").trim(),
-            cfg.max_jobs
-        )),
+        Ok(out) => {
+            let line = out.lines().next().unwrap_or("").trim();
+            let mut f = line.split_whitespace();
+            // The default partition is printed with a `*`.
+            let part = f.next().unwrap_or("").trim_end_matches('*');
+            let avail = f.next().unwrap_or("");
+            if avail != "up" {
+                problems.push(format!(
+                    "slurm: partition {part} is {avail} in Slurm, so sbatch refuses our jobs: they \
+                     wait in pending/ until it is up again (`scontrol update PartitionName={part} State=UP`)"
+                ));
+            } else {
+                notes.push(format!(
+                    "slurm: partition {line}; jobs go to Slurm, at most {} at once",
+                    cfg.max_jobs
+                ));
+            }
+            let max = f.nth(1).unwrap_or("");
+            if let Some(limit) = parse_slurm_time(max)
+                && cfg.time_limit > limit
+            {
+                problems.push(format!(
+                    "slurm: time_limit {} is above partition {part}'s MaxTime {max}: Slurm holds \
+                     such jobs (PartitionTimeLimit) and never starts them; lower [slurm] time_limit \
+                     to at most {max}, or choose another partition",
+                    humantime::format_duration(cfg.time_limit)
+                ));
+            }
+        }
         Err(e) => problems.push(format!("slurm: {e}")),
     }
 }
@@ -594,7 +912,30 @@ mod tests {
         assert!(s.contains(
             "exec '/usr/bin/spack-installer' --spool '/var/spool/it'\\''s' exec-job '000042-hdf5'"
         ));
-        assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:01:01");
+        assert_eq!(slurm_time(Duration::from_secs(90061)), "1-01:02:00");
         assert_eq!(slurm_time(Duration::from_secs(5)), "0-00:01:00");
+        let r = |signalled, ran_s| ExitRecord {
+            slurm_job_id: 7,
+            attempt: 1,
+            exit_code: 143,
+            signalled,
+            ran_s,
+        };
+        assert!(matches!(
+            r(true, 58).exit(Some(60)),
+            Exit::Cluster { why, .. } if why.starts_with("timed out")
+        ));
+        assert_eq!(r(true, 10).exit(Some(3600)), Exit::Code(143));
+        assert_eq!(r(false, 3600).exit(Some(3600)), Exit::Code(143));
+        assert_eq!(r(true, 3600).exit(None), Exit::Code(143));
+        assert_eq!(slurm_time(Duration::from_secs(90)), "0-00:02:00");
+        assert_eq!(slurm_time(Duration::from_secs(3600)), "0-01:00:00");
+        let secs = |s| parse_slurm_time(s).map(|d| d.as_secs());
+        assert_eq!(secs("5:00"), Some(300));
+        assert_eq!(secs("30"), Some(1800));
+        assert_eq!(secs("1:00:00"), Some(3600));
+        assert_eq!(secs("1-01:01:01"), Some(90061));
+        assert_eq!(secs("2-12"), Some(216000));
+        assert_eq!(secs("infinite"), None);
     }
 }

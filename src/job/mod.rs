@@ -386,6 +386,16 @@ pub struct SlurmState {
     pub partition: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Slurm's state of the job as the worker last saw it (`PENDING`, `RUNNING`,
+    /// `SUSPENDED`...), and its reason while it waits (`Resources`, `PartitionTimeLimit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The `--time` the job was given, in seconds (to tell a time limit from another
+    /// SIGTERM when only the exit file is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<u64>,
 }
 
 impl StateInfo {

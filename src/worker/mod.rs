@@ -63,6 +63,11 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const INTAKE_BATCH: usize = 64;
 /// How many finished jobs `worker.toml` lists.
 const RECENT: usize = 10;
+/// The first and the longest wait before trying Slurm again after it refused a job.
+const CLUSTER_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const CLUSTER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How the reason of a job that waits for Slurm to take it begins.
+pub const WAITING_FOR_SLURM: &str = "waiting for Slurm: ";
 
 /// What wakes the loop.
 #[derive(Debug)]
@@ -206,6 +211,13 @@ pub struct Worker {
     /// Runs `on_finish` and sends mail, off this loop (see [`hooks`]).
     notifier: hooks::Notifier,
     metrics: metrics::Metrics,
+    /// Slurm did not take the last job (see [`Worker::cluster_unavailable`]): start
+    /// nothing before then.
+    cluster_retry_at: Option<Instant>,
+    /// The wait after the next refusal: doubles, up to [`CLUSTER_BACKOFF_MAX`].
+    cluster_backoff: Duration,
+    /// Told to stop and leave the installs in Slurm running (SIGUSR1).
+    detaching: bool,
 }
 
 impl Worker {
@@ -325,6 +337,9 @@ impl Worker {
             oom_base: HashMap::new(),
             notifier: hooks::Notifier::start(),
             metrics: metrics::Metrics::load(&spool_for_metrics)?,
+            cluster_retry_at: None,
+            cluster_backoff: CLUSTER_BACKOFF_MIN,
+            detaching: false,
         };
         // The last finished jobs, from the previous worker's status, before it is replaced.
         if let Some(old) = WorkerStatus::read(&w.spool) {
@@ -544,6 +559,10 @@ impl Worker {
     }
 
     fn should_exit(&self) -> bool {
+        // The installs stay in Slurm, recorded in running/: the next worker re-attaches.
+        if self.detaching {
+            return true;
+        }
         // An install that has ended and waits only for its outcome to be written does not
         // hold up a stop: the last try after the loop, or the next start, records it.
         if self.draining && self.running.keys().all(|id| self.ended(*id)) {
@@ -599,6 +618,9 @@ impl Worker {
             t = t.min(b);
         }
         if let Some(b) = self.status_due {
+            t = t.min(b);
+        }
+        if let Some(b) = self.cluster_retry_at {
             t = t.min(b);
         }
         for r in self.running.values() {
@@ -1059,11 +1081,14 @@ impl Worker {
                     r.term_sent = Some(Instant::now());
                     self.executor.stop(&r.handle, false);
                 }
-                (
-                    Outcome::Done,
-                    format!("cancelling {name}: its Spack is being stopped"),
-                    Some(name),
-                )
+                let msg = if queued_in_slurm(&r.job) {
+                    format!(
+                        "cancelling {name}: it is removed from Slurm's queue (spack never started)"
+                    )
+                } else {
+                    format!("cancelling {name}: its Spack is being stopped")
+                };
+                (Outcome::Done, msg, Some(name))
             }
             Request::Cancel(id) | Request::Priority(id, _) if self.pending.contains_key(&id) => {
                 let job = &self.pending[&id];
@@ -1185,6 +1210,11 @@ impl Worker {
         if self.backoff_until.is_some() || !self.dirty {
             return;
         }
+        // Slurm refused the last job: try again once the wait is over (still dirty).
+        if self.cluster_retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.cluster_retry_at = None;
         self.dirty = false;
         if self.paused || self.draining {
             // Paused says why nothing starts; a guard is checked again on resume.
@@ -1394,6 +1424,14 @@ impl Worker {
         job.state.log = Some(Spool::log_rel(&name));
         // Before sbatch: a crash before its job ID is written is then found by name.
         job.state.slurm = self.executor.mark();
+        if job
+            .state
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with(WAITING_FOR_SLURM))
+        {
+            job.state.reason = None;
+        }
         if let Err(e) = rewrite_as(&self.spool, Dir::Running, &job, Content) {
             // The file is in running/ marked pending: recovery's rule moves it back.
             let mut r = recovery::Recovered::default();
@@ -1451,6 +1489,7 @@ impl Worker {
             }),
         ) {
             Ok(handle) => {
+                self.cluster_backoff = CLUSTER_BACKOFF_MIN;
                 self.record_placement(&mut job, &handle);
                 self.running.insert(
                     id,
@@ -1458,6 +1497,7 @@ impl Worker {
                 );
                 self.status_changed();
             }
+            Err(Error::SlurmUnavailable(why)) => self.cluster_unavailable(id, job, &log, why),
             Err(e) => {
                 append_log(
                     &log,
@@ -1538,6 +1578,16 @@ impl Worker {
             return;
         }
         let (state, reason) = match (&r.stop, exit) {
+            // What happened first counts: Spack had installed it before the stop landed
+            // (a Slurm job whose scancel waited for an outage to end).
+            (Some(StopReason::Cancel { by }), e) if e.success() => (
+                State::Done,
+                format!("installed (spack had finished before the cancel by {by} took effect)"),
+            ),
+            (Some(StopReason::Cancel { by }), _) if queued_in_slurm(&job) => (
+                State::Cancelled,
+                format!("cancelled by {by} while queued in Slurm (spack never started)"),
+            ),
             (Some(StopReason::Cancel { by }), _) => {
                 (State::Cancelled, format!("cancelled by {by} while running"))
             }
@@ -1754,6 +1804,39 @@ impl Worker {
         }
     }
 
+    /// Slurm did not take the job (`sbatch` failed: the controller or munge is down, the
+    /// partition inactive...). That is no fault of the job: it goes back to `pending/`
+    /// with Slurm's message as its reason (this attempt not counted), and nothing is
+    /// started until a back-off (2 s, doubling to 60 s) has passed; then the best job is
+    /// tried again, so the queue moves on by itself once Slurm is back.
+    fn cluster_unavailable(&mut self, id: JobId, mut job: Job, log: &std::path::Path, why: String) {
+        let name = job.name();
+        let wait = self.cluster_backoff;
+        self.cluster_backoff = (wait * 2).min(CLUSTER_BACKOFF_MAX);
+        self.cluster_retry_at = Some(Instant::now() + wait);
+        append_log(
+            log,
+            &format!(
+                "==> spack-installer: Slurm did not take it: {why}\n==> spack-installer: back to pending; trying Slurm again in {}\n",
+                humantime::format_duration(wait)
+            ),
+        );
+        tracing::warn!(job_id = id.0, job = %name, "Slurm did not take it: {why}; it waits in pending/, trying again in {wait:?}");
+        job.state.attempts = job.state.attempts.saturating_sub(1);
+        job.state.slurm = None;
+        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
+        match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
+            Ok(()) => {
+                self.pending.insert(id, job);
+                self.pending_mtime.remove(&id);
+            }
+            // Left in running/ marked pending: the rescan (or recovery) moves it back.
+            Err(e) => self.io_error(e),
+        }
+        self.changed();
+        self.status_changed();
+    }
+
     /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
     /// previous worker. Follow each one again, or requeue it if Slurm never got it.
     fn reattach_all(&mut self, names: Vec<JobName>) -> Result<()> {
@@ -1807,6 +1890,25 @@ impl Worker {
             else {
                 continue;
             };
+            // RAN counts from when Slurm started it (again, after Slurm requeued it),
+            // not from sbatch: a wait in Slurm's queue is waiting.
+            let was = r.job.state.slurm.as_ref().and_then(|s| s.state.clone());
+            let ran_before = r.job.state.slurm.as_ref().is_some_and(|s| s.node.is_some());
+            if p.slurm.state.as_deref() == Some("RUNNING") && was.as_deref() != Some("RUNNING") {
+                r.job.state.started_at = Some(Timestamp::now());
+                // Slurm had run it (it had a node) and requeued it (node failure,
+                // `scontrol requeue`): Spack starts again, and that is another attempt.
+                if ran_before && was.is_some() {
+                    r.job.state.attempts += 1;
+                    let line = format!(
+                        "==> spack-installer: Slurm requeued it and runs it again: attempt {} started {}\n",
+                        r.job.state.attempts,
+                        Timestamp::now()
+                    );
+                    append_log(&self.spool.log_path(&r.job.name()), &line);
+                    tracing::warn!(job = %p.name, attempt = r.job.state.attempts, "Slurm requeued it and runs it again");
+                }
+            }
             r.job.state.slurm = Some(p.slurm);
             let job = r.job.clone();
             if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
@@ -1818,8 +1920,20 @@ impl Worker {
     // ---- signals and status --------------------------------------------------------
 
     fn on_signal(&mut self, sig: i32) {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
         match sig {
+            // Detaching: nothing left to stop (the unit's KillSignal follows its ExecStop).
+            SIGTERM | SIGINT | SIGUSR1 if self.detaching => {}
+            SIGUSR1 if self.executor.detaches() => {
+                self.detaching = true;
+                tracing::info!(
+                    "stopping, leaving {} install(s) running in Slurm; the next worker re-attaches to them",
+                    self.running.len()
+                );
+                self.write_status(WorkerState::Draining);
+            }
+            // Local installs cannot outlive the worker: the same as a first SIGTERM.
+            SIGUSR1 => self.on_signal(SIGTERM),
             SIGHUP => match Config::load(self.opts.config_path.as_deref()) {
                 Ok(cfg) => {
                     if let Err(e) = crate::logging::set_level(&cfg.log_level.value) {
@@ -1974,6 +2088,14 @@ fn fair_order(spool: &Spool, names: Vec<String>) -> Vec<String> {
             return out;
         }
     }
+}
+
+/// Whether Slurm, when last asked, still had the job queued (not started).
+fn queued_in_slurm(job: &Job) -> bool {
+    job.state
+        .slurm
+        .as_ref()
+        .is_some_and(|s| s.state.as_deref() == Some("PENDING"))
 }
 
 /// The executor: dry-run, local child processes, or Slurm batch jobs.
