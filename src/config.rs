@@ -243,7 +243,17 @@ impl Config {
                 c.file = Some(path);
             }
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("read the config file", &path, e)),
+            Err(e) => {
+                let fix = if required {
+                    "name an existing file with --config or $SPACK_INSTALLER_CONFIG, or leave both unset for the default"
+                } else {
+                    "make it readable to everyone (mode 0644), as the packages install it"
+                };
+                return Err(Error::Config {
+                    path,
+                    message: format!("cannot read it: {e}; {fix}"),
+                });
+            }
         }
         c.apply_env(env)?;
         Ok(c)

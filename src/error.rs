@@ -67,7 +67,7 @@ impl Error {
             Error::NotPermitted(_) => exit::NOT_PERMITTED,
             Error::JobNotFound(_) => exit::NOT_FOUND,
             Error::WorkerBusy { .. } => exit::WORKER_BUSY,
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Config { .. } => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

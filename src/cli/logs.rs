@@ -55,8 +55,18 @@ fn follow(
     tail: Option<usize>,
 ) -> Result<i32> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |_| {
-        let _ = tx.send(());
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Only changes wake us. Opens, reads and closes without writing are our own
+        // reads of the log and of the state directories: waking for them would spin.
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let change = ev.is_ok_and(|e| match e.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        });
+        if change {
+            let _ = tx.send(());
+        }
     })
     .ok();
     if let Some(w) = watcher.as_mut() {

@@ -120,6 +120,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         spool: Spool::new(cli.spool),
         config_path: cli.config,
     };
+    // A config that cannot be read or parsed is reported by every command that may use
+    // it, before it acts: a typo must not be silently replaced by the defaults.
+    if !matches!(cli.command, Command::Completions(_) | Command::Man(_)) {
+        ctx.config()?;
+    }
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Submit(a) => submit::run(&ctx, a),
