@@ -19,7 +19,8 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only jobs in these states (incoming, pending, running, done, failed, rejected, cancelled).
-    #[arg(long = "state", value_name = "STATE")]
+    #[arg(long = "state", value_name = "STATE",
+          value_parser = clap::builder::PossibleValuesParser::new(VALID_STATES.iter().copied()))]
     pub states: Vec<String>,
     /// Only jobs of this user.
     #[arg(long, value_name = "USER")]
