@@ -59,6 +59,11 @@ impl Error {
         }
     }
 
+    /// An I/O error on a path under `dir`.
+    pub fn is_in(&self, dir: &Path) -> bool {
+        matches!(self, Error::Io { path, .. } if path.starts_with(dir))
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {

@@ -2,9 +2,12 @@
 //! and a real spool: a broken config, a spinning `logs -f`, errors for people who cannot
 //! use the spool, a missing spool, man pages, `--chain`, `validate` and the smaller points.
 
+#[path = "security/site.rs"]
+mod site;
 mod support;
 
 use std::fs;
+use std::io::BufRead;
 use std::time::Duration;
 use support::{TestSpool, wait_until};
 
@@ -137,4 +140,132 @@ fn following_a_quiet_log_costs_almost_no_cpu() {
         "logs -f used {} ms of CPU in 3 s while the log was quiet",
         used * 1000 / hz
     );
+}
+
+/// `submit --wait` with no worker says so at once, keeps waiting, and ends with the job
+/// once a worker takes it.
+#[test]
+fn submit_wait_without_a_worker_says_so_at_once() {
+    let s = TestSpool::new();
+    let mut child = s
+        .command(&["submit", "--wait", "zlib"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(3))
+        .expect("submit --wait printed nothing for 3 s with no worker running");
+    assert!(
+        first.contains("no worker is running") && first.contains("wait for one"),
+        "{first}"
+    );
+    // Still waiting: it has not given up.
+    assert!(child.try_wait().unwrap().is_none());
+    s.drain();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("(done)"), "{}", stdout(&out));
+}
+
+/// `--after` naming a job that does not exist fails at once with exit 4, queueing nothing.
+#[test]
+fn submit_after_a_job_that_does_not_exist_fails_at_once() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib"]);
+    s.drain();
+    let out = s.run(&["submit", "--after", "999", "hdf5"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("999"), "{}", stderr(&out));
+    assert_eq!(s.ls("incoming"), Vec::<String>::new());
+    // An existing one (finished, here) is fine.
+    s.ok(&["submit", "--after", "1", "hdf5"]);
+}
+
+/// With no spool, every command that reads one says how to create it, once.
+#[test]
+fn a_missing_spool_is_explained_once() {
+    let s = TestSpool::new();
+    let gone = s.dir.path().join("no-spool");
+    for args in [
+        &["status"][..],
+        &["show", "1"],
+        &["optimize"],
+        &["failed"],
+        &["logs", "1"],
+        &["cleanup", "--dry-run"],
+        &["cancel", "1"],
+        &["submit", "zlib"],
+        &["config-check"],
+    ] {
+        let out = s
+            .command(args)
+            .env("SPACK_INSTALLER_SPOOL", &gone)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!out.status.success(), "{args:?}: {all}");
+        assert_eq!(
+            all.matches("init").count(),
+            1,
+            "{args:?} does not say how to create a spool exactly once: {all}"
+        );
+        assert!(
+            all.contains(&format!("--spool {} init", gone.display())),
+            "{args:?}: {all}"
+        );
+    }
+}
+
+/// Someone outside the group gets who they are, the group they need and what an admin
+/// runs, not a raw `Permission denied`; config-check says the same once and does not call
+/// a running worker one that never ran.
+#[test]
+fn people_outside_the_group_are_told_what_to_ask_for() {
+    if !site::root_or_skip("people_outside_the_group_are_told_what_to_ask_for") {
+        return;
+    }
+    let u = site::users();
+    let s = site::Site::new("");
+    let _w = s.spawn_worker();
+    s.submit(&u.alice, &["zlib"]);
+    for args in [
+        &["status"][..],
+        &["show", "1"],
+        &["cancel", "1"],
+        &["logs", "1"],
+        &["optimize"],
+        &["failed"],
+    ] {
+        let out = s.cli(&u.mallory, args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(
+            !err.contains("os error 13"),
+            "{args:?} prints the raw error: {err}"
+        );
+        assert!(
+            err.contains("mallory")
+                && err.contains(site::GROUP)
+                && err.contains(&format!("usermod -aG {} mallory", site::GROUP)),
+            "{args:?}: {err}"
+        );
+    }
+    let out = s.cli(&u.mallory, &["config-check"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("never run"), "{text}");
+    assert_eq!(text.matches("usermod -aG").count(), 1, "{text}");
+    assert!(!text.contains("`spack-installer init`"), "{text}");
+    // A member sees the running worker.
+    let out = s.cli(&u.alice, &["config-check"]);
+    let text = stdout(&out);
+    assert!(text.contains("worker: running"), "{text}");
 }

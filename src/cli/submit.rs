@@ -220,6 +220,17 @@ pub fn await_end(spool: &Spool, id: JobId) -> Result<Dir> {
     }
 }
 
+/// `--after` must name jobs that exist (in any state): a typo is caught here, not by a
+/// rejection later. A spool this user cannot read is left to the worker to judge.
+fn check_after_exists(ctx: &Ctx, after: &[JobId]) -> Result<()> {
+    for id in after {
+        if let Ok(None) = store::locate(&ctx.spool, *id) {
+            return Err(Error::JobNotFound(format!("{} (named by --after)", id.0)));
+        }
+    }
+    Ok(())
+}
+
 /// A stack file: several jobs in one go.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +296,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 .ok_or_else(|| Error::Usage(format!("--after: `{s}` is not a job ID")))
         })
         .collect::<Result<Vec<_>>>()?;
+    check_after_exists(ctx, &after)?;
     if let Some(script) = &a.spack_setup {
         let cfg = ctx.config()?;
         if *script != cfg.spack_setup_script.value {
@@ -333,7 +345,16 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .collect();
         queued_specs(ctx, &packages).unwrap_or_default()
     };
-    let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
+    let alive = worker_alive(ctx);
+    let wait_receipt = !a.no_wait && (a.wait || alive);
+    if a.wait && !alive {
+        eprintln!(
+            "spack-installer: no worker is running on {}: the jobs are queued and wait for one \
+             to start (an admin: `systemctl start spack-installer`, or `spack-installer worker start`); \
+             waiting until they end (Ctrl-C stops waiting, the jobs stay queued)",
+            ctx.spool.root().display()
+        );
+    }
     let mut results = Vec::new();
     for f in &files {
         if let Some((name, state)) = queued
