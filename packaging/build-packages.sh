@@ -33,7 +33,7 @@ gen=$target/release/generated
 rm -rf "$gen"
 mkdir -p "$gen/man" "$gen/completions"
 "$bin" man --dir "$gen/man"
-gzip -9n "$gen"/man/*.1
+gzip -9n "$gen"/man/man1/*.1
 "$bin" completions bash >"$gen/completions/spack-installer"
 "$bin" completions zsh >"$gen/completions/_spack-installer"
 "$bin" completions fish >"$gen/completions/spack-installer.fish"

@@ -263,14 +263,36 @@ fn man_writes_a_page_for_every_command() {
             .args(["man", "--dir"])
             .arg(dir.path().join("man")),
     );
-    let pages: BTreeSet<String> = fs::read_dir(dir.path().join("man"))
+    let pages: BTreeSet<String> = fs::read_dir(dir.path().join("man/man1"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     let want: BTreeSet<String> = command_names().iter().map(|n| format!("{n}.1")).collect();
     assert_eq!(pages, want);
     assert!(want.contains("spack-installer-worker-run.1"));
-    let submit = fs::read_to_string(dir.path().join("man/spack-installer-submit.1")).unwrap();
+    let submit = fs::read_to_string(dir.path().join("man/man1/spack-installer-submit.1")).unwrap();
+    // `man` finds the pages where `man --dir` put them.
+    match Command::new("man")
+        .args(["-w", "spack-installer-submit"])
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "MANPATH=DIR man -w finds nothing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let found = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                Path::new(found.trim()),
+                dir.path().join("man/man1/spack-installer-submit.1")
+            );
+        }
+        Err(_) => {
+            eprintln!("SKIPPED the `man -w` check: man is not installed (the path was checked)")
+        }
+    }
     assert!(
         submit.starts_with(".ie") || submit.contains(".TH"),
         "{submit}"
