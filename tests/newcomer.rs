@@ -269,3 +269,63 @@ fn people_outside_the_group_are_told_what_to_ask_for() {
     let text = stdout(&out);
     assert!(text.contains("worker: running"), "{text}");
 }
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// `--chain` makes each job wait for the one before it, that job by its ID, not any job
+/// of its package; with no worker to give IDs it waits by package and says so.
+#[test]
+fn chain_records_the_previous_jobs_id() {
+    let s = TestSpool::new();
+    let w = s.spawn_worker(&[]);
+    s.ok(&["pause"]);
+    s.ok(&["submit", "zlib"]);
+    s.ok(&["submit", "--chain", "--force", "zlib", "hdf5", "netcdf-c"]);
+    let hdf5 = json(&s.ok(&["show", "3", "--json"]));
+    assert_eq!(hdf5["spec"], "hdf5", "{hdf5}");
+    assert_eq!(hdf5["after"], serde_json::json!([2]), "{hdf5}");
+    assert_eq!(hdf5["dependencies"], serde_json::json!([]), "{hdf5}");
+    let netcdf = json(&s.ok(&["show", "4", "--json"]));
+    assert_eq!(netcdf["after"], serde_json::json!([3]), "{netcdf}");
+    drop(w);
+    // No worker: no IDs yet, so by package, said on stderr.
+    let out = s.run(&["submit", "--chain", "cmake", "llvm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("llvm: waits for any queued cmake job"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `validate` takes the stack files `submit --file` takes, and points into them.
+#[test]
+fn validate_checks_stack_files_too() {
+    let s = TestSpool::new();
+    let stack = s.dir.path().join("stack.toml");
+    fs::write(
+        &stack,
+        "[[job]]\nspec = \"cmake\"\n\n[[job]]\nspec = \"llvm\"\ndependencies = [\"cmake\"]\n",
+    )
+    .unwrap();
+    let out = s.run(&["validate", stack.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 jobs"), "{}", stdout(&out));
+    let bad = s.dir.path().join("bad-stack.toml");
+    fs::write(
+        &bad,
+        "[[job]]\nspec = \"cmake\"\n\n[[job]]\nspec = \"llvm\"\npriority = \"urgent\"\n",
+    )
+    .unwrap();
+    let out = s.run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("line 6, column 12"),
+        "{}",
+        stdout(&out)
+    );
+    // What validate accepts, submit --file takes.
+    s.ok(&["submit", "--file", stack.to_str().unwrap()]);
+}

@@ -46,7 +46,8 @@ pub struct Args {
     /// A note shown by status and show.
     #[arg(long)]
     pub note: Option<String>,
-    /// Each job waits for the one before it (by package).
+    /// Each job waits for the one before it (by its ID; by package when no worker runs
+    /// to give that job an ID).
     #[arg(long)]
     pub chain: bool,
     /// Wait until every job has ended; exit 0 only if all succeeded.
@@ -238,21 +239,26 @@ struct Stack {
     job: Vec<JobFile>,
 }
 
-fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    let stack: Stack = toml::from_str(&text)
-        .map_err(|e| Error::Usage(format!("{}: {}", path.display(), e.message())))?;
+/// Is this text a stack file (`[[job]]` tables) rather than one job file?
+pub fn is_stack(text: &str) -> bool {
+    text.parse::<toml::Table>()
+        .is_ok_and(|t| t.get("job").is_some_and(|j| j.is_array()))
+}
+
+/// Parse and check a stack file: every job as the worker's intake would (except what
+/// needs the queue). Errors name the line and column, or the job by number and spec.
+pub fn parse_stack(text: &str) -> std::result::Result<Vec<JobFile>, String> {
+    let stack: Stack = toml::from_str(text).map_err(|e| crate::job::toml_message(&e, text))?;
     for (i, f) in stack.job.iter().enumerate() {
-        f.validate().map_err(|e| {
-            Error::Usage(format!(
-                "{}: job {} ({}): {e}",
-                path.display(),
-                i + 1,
-                f.spec
-            ))
-        })?;
+        f.validate()
+            .map_err(|e| format!("job {} ({}): {e}", i + 1, f.spec))?;
     }
     Ok(stack.job)
+}
+
+fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    parse_stack(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
 }
 
 /// Specs of jobs pending or running for these packages: (name, state, spec). Names carry
@@ -312,16 +318,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     if let Some(path) = &a.file {
         files.extend(read_stack(path)?);
     }
+    // --chain: the package of the job before each one (None for the first and for the
+    // stack file's jobs), used only when that job's ID cannot be known (see below).
+    let mut chained_to: Vec<Option<String>> = vec![None; files.len()];
     let mut prev_package: Option<String> = None;
     for spec in &specs {
-        let mut deps = a.dependencies.clone();
         if a.chain {
-            deps.extend(prev_package.clone());
+            chained_to.push(prev_package.clone());
+        } else {
+            chained_to.push(None);
         }
         let f = JobFile {
             spec: spec.clone(),
             priority: Some(a.priority),
-            dependencies: deps,
+            dependencies: a.dependencies.clone(),
             after: after.clone(),
             estimated_time,
             timeout,
@@ -355,8 +365,26 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             ctx.spool.root().display()
         );
     }
-    let mut results = Vec::new();
-    for f in &files {
+    let mut results: Vec<Submitted> = Vec::new();
+    let mut chain_notes: Vec<String> = Vec::new();
+    for (f, chained) in files.iter().zip(&chained_to) {
+        // A chained job waits for the job before it by ID, known from its receipt (or as
+        // the job it duplicates). Without a worker there is no ID yet: it waits for the
+        // package instead (any queued job of it), and says so.
+        let mut f = f.clone();
+        if let Some(pkg) = chained {
+            match results.last().and_then(|r| r.id) {
+                Some(id) => f.after.push(JobId(id)),
+                None => {
+                    f.dependencies.push(pkg.clone());
+                    chain_notes.push(format!(
+                        "{}: waits for any queued {pkg} job (by package): the job before it has no ID until a worker takes it",
+                        f.spec
+                    ));
+                }
+            }
+        }
+        let f = &f;
         if let Some((name, state)) = queued
             .iter()
             .find(|(_, _, spec)| spec == &f.spec)
@@ -424,6 +452,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 }
             }
         }
+    }
+    for n in &chain_notes {
+        eprintln!("spack-installer: --chain: {n}");
     }
     for s in &results {
         if a.json {
