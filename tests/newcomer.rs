@@ -329,3 +329,32 @@ fn validate_checks_stack_files_too() {
     // What validate accepts, submit --file takes.
     s.ok(&["submit", "--file", stack.to_str().unwrap()]);
 }
+
+/// `cleanup` without `--keep-days` takes the config's `keep_days` (what the daily timer
+/// runs); the flag still wins.
+#[test]
+fn cleanup_takes_keep_days_from_the_config() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib"]);
+    s.drain();
+    std::thread::sleep(Duration::from_millis(1100));
+    // The default keeps a job that just finished.
+    let out = s.ok(&["cleanup"]);
+    assert!(
+        out.contains("removed 0 finished job(s) older than 7 day(s)"),
+        "{out}"
+    );
+    fs::write(
+        &s.config,
+        format!("{}keep_days = 0\n", fs::read_to_string(&s.config).unwrap()),
+    )
+    .unwrap();
+    let out = s.ok(&["cleanup", "--keep-days", "1"]);
+    assert!(out.contains("removed 0"), "{out}");
+    let out = s.ok(&["cleanup"]);
+    assert!(
+        out.contains("removed 1 finished job(s) older than 0 day(s)"),
+        "{out}"
+    );
+    assert_eq!(s.ls("done"), Vec::<String>::new());
+}

@@ -234,6 +234,41 @@ fn the_unit_verifies() {
     assert!(u.contains("\nWatchdogSec="), "no WatchdogSec=");
 }
 
+/// The daily cleanup: a timer and the oneshot service it starts, both accepted by
+/// `systemd-analyze verify`, enabled together with the worker (`Also=`), running
+/// `cleanup` as the worker's user.
+#[test]
+fn the_cleanup_timer_verifies_and_comes_with_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = fs::read_to_string(packaging("systemd/spack-installer-cleanup.service")).unwrap();
+    let timer = fs::read_to_string(packaging("systemd/spack-installer-cleanup.timer")).unwrap();
+    fs::write(
+        dir.path().join("spack-installer-cleanup.service"),
+        service.replace("/usr/bin/spack-installer", BIN),
+    )
+    .unwrap();
+    let timer_copy = dir.path().join("spack-installer-cleanup.timer");
+    fs::write(&timer_copy, &timer).unwrap();
+    run_ok(
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join("spack-installer-cleanup.service"))
+            .arg(&timer_copy),
+    );
+    assert_eq!(unit_value(&service, "Type"), "oneshot");
+    assert_eq!(
+        unit_value(&service, "ExecStart"),
+        "/usr/bin/spack-installer cleanup"
+    );
+    assert_eq!(unit_value(&service, "User"), "spack");
+    assert_eq!(unit_value(&timer, "OnCalendar"), "daily");
+    assert_eq!(unit_value(&timer, "Persistent"), "true");
+    assert_eq!(unit_value(&unit(), "Also"), "spack-installer-cleanup.timer");
+    // The age comes from the config the packages install.
+    let example = fs::read_to_string(packaging("config.toml")).unwrap();
+    assert!(example.contains("# keep_days = 7"), "{example}");
+}
+
 /// Every command and subcommand, as the man page names them (`spack-installer-worker-run`).
 fn command_names() -> BTreeSet<String> {
     fn walk(c: &clap::Command, prefix: &str, out: &mut BTreeSet<String>) {
@@ -377,6 +412,8 @@ fn expected_files(zsh_dir: &str) -> BTreeSet<String> {
         "usr/share/bash-completion/completions/spack-installer",
         "usr/share/fish/vendor_completions.d/spack-installer.fish",
         "usr/lib/systemd/system/spack-installer.service",
+        "usr/lib/systemd/system/spack-installer-cleanup.service",
+        "usr/lib/systemd/system/spack-installer-cleanup.timer",
         "usr/lib/sysusers.d/spack-installer.conf",
         "usr/lib/tmpfiles.d/spack-installer.conf",
         "etc/spack-installer/config.toml",

@@ -1,5 +1,6 @@
 //! `cleanup [--keep-days N]`: remove finished jobs (done/, failed/, cancelled/) that
-//! finished more than N days ago, with their logs, and receipts older than a day. Only
+//! finished more than N days ago (default: the config's `keep_days`), with their logs,
+//! and receipts older than a day. The packages' spack-installer-cleanup.timer runs it daily. Only
 //! the worker user and root can write those directories, so only they can clean up.
 
 use super::Ctx;
@@ -9,9 +10,9 @@ use crate::time::Timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep jobs that finished within this many days.
-    #[arg(long, default_value_t = 7)]
-    pub keep_days: u64,
+    /// Keep jobs that finished within this many days [default: `keep_days` of the config, 7]
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u64>,
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -20,7 +21,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let cutoff = Timestamp::now().0.saturating_sub(a.keep_days * 86_400);
+    let keep_days = match a.keep_days {
+        Some(n) => n,
+        None => ctx.config()?.keep_days.value,
+    };
+    let cutoff = Timestamp::now()
+        .0
+        .saturating_sub(keep_days.saturating_mul(86_400));
     let mut removed: Vec<String> = Vec::new();
     for dir in Dir::FINISHED {
         for name in store::list(&ctx.spool, dir)? {
@@ -70,7 +77,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     println!(
         "{verb} {} finished job(s) older than {} day(s) and {receipts_removed} old receipt(s)",
         removed.len(),
-        a.keep_days
+        keep_days
     );
     Ok(0)
 }
