@@ -358,3 +358,157 @@ fn cleanup_takes_keep_days_from_the_config() {
     );
     assert_eq!(s.ls("done"), Vec::<String>::new());
 }
+
+/// Run `args` with stdout on a pseudo-terminal `cols` wide (util-linux `script`), or
+/// None when `script` is not there.
+fn on_terminal(s: &TestSpool, cols: u16, args: &[&str]) -> Option<String> {
+    let cmd = format!(
+        "stty cols {cols} rows 50; {} {}",
+        support::BIN,
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let base = s.command(&[]);
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    for (k, v) in base.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let out = c.output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+}
+
+/// Tables fit an 80-column terminal (long cells wrap), and piped ones carry no padding
+/// after the last column.
+#[test]
+fn tables_fit_the_terminal_and_carry_no_padding() {
+    let s = TestSpool::with_config("[slurm]\npartition = \"build\"\nmax_jobs = 4\n");
+    s.ok(&[
+        "submit",
+        "--note",
+        "a long note",
+        "hdf5@1.14.3 +mpi +fortran +cxx +hl +szip +threadsafe ^openmpi@4.1.6 fabrics=ucx schedulers=slurm ^zlib@1.3.1",
+    ]);
+    for args in [&["status"][..], &["config-check"], &["status", "-v"]] {
+        let out = s.run(args);
+        for l in stdout(&out).lines() {
+            assert!(!l.ends_with(' '), "{args:?} pads its lines: {l:?}");
+        }
+    }
+    let piped = stdout(&s.run(&["config-check"]));
+    let slurm = piped
+        .lines()
+        .find(|l| l.trim_start().starts_with("slurm "))
+        .unwrap();
+    assert!(
+        slurm.contains("partition=build") && slurm.contains("max_jobs=4") && !slurm.contains('{'),
+        "{slurm}"
+    );
+    let Some(_) = on_terminal(&s, 80, &["status"]) else {
+        eprintln!(
+            "SKIPPED the terminal half of tables_fit_the_terminal_and_carry_no_padding: no `script` (util-linux)"
+        );
+        return;
+    };
+    for args in [&["status"][..], &["config-check"]] {
+        let text = on_terminal(&s, 80, args).unwrap();
+        assert!(
+            text.contains("SETTING") || text.contains("SPEC"),
+            "{args:?}: {text}"
+        );
+        let mut in_table = false;
+        for l in text.lines() {
+            in_table |= l.contains("SETTING") || l.contains(" ID ");
+            if l.starts_with("ok:") || l.starts_with("PROBLEM") || l.starts_with("warning") {
+                in_table = false;
+            }
+            assert!(
+                !in_table || l.chars().count() <= 80,
+                "{args:?}: a table row wider than the 80-column terminal: {l:?}\n{text}"
+            );
+        }
+    }
+}
+
+/// On a terminal, `logs -f` draws no full bar at `0/0` before Spack has said how many
+/// packages there are.
+#[test]
+fn the_progress_bar_is_not_full_before_the_total_is_known() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_STEPS".into(), "2".into()));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "hdf5"]);
+    wait_until("running", Duration::from_secs(10), || {
+        s.where_is("000001-hdf5").as_deref() == Some("running")
+    });
+    let Some(text) = on_terminal(&s, 100, &["logs", "-f", "1"]) else {
+        eprintln!(
+            "SKIPPED the_progress_bar_is_not_full_before_the_total_is_known: no `script` (util-linux)"
+        );
+        return;
+    };
+    assert!(text.contains("ended: done"), "{text}");
+    assert!(!text.contains("0/0"), "a bar at 0/0:\n{text}");
+}
+
+/// `priority` names the job once.
+#[test]
+fn priority_names_the_job_once() {
+    let s = TestSpool::new();
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["pause"]);
+    s.ok(&["submit", "cmake"]);
+    wait_until("pending", Duration::from_secs(10), || {
+        s.where_is("000001-cmake").as_deref() == Some("pending")
+    });
+    let out = s.ok(&["priority", "1", "high"]);
+    assert_eq!(out.matches("000001-cmake").count(), 1, "{out}");
+    assert!(out.contains("high"), "{out}");
+}
+
+/// `submit` without a spec says what it needs, and its usage line does not make the
+/// global options look required.
+#[test]
+fn submit_without_a_spec_shows_a_plain_usage_line() {
+    let s = TestSpool::new();
+    let out = s.run(&["submit"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let usage = err.lines().find(|l| l.starts_with("Usage:")).unwrap_or("");
+    assert!(usage.contains("submit"), "{err}");
+    assert!(
+        !usage.contains("--spool") && !usage.contains("--config"),
+        "{err}"
+    );
+}
+
+/// A setup script that does not exist is a warning, never listed as `ok`.
+#[test]
+fn a_missing_setup_script_is_a_warning() {
+    let s = TestSpool::new();
+    fs::write(
+        &s.config,
+        format!(
+            "spack_setup_script = \"{}\"\n",
+            s.dir
+                .path()
+                .join("spack/share/spack/setup-env.sh")
+                .display()
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["config-check"]);
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("setup-env.sh") && l.contains("does not exist"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.starts_with("warning:"), "{line}");
+}

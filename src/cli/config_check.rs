@@ -150,7 +150,7 @@ fn print_settings(c: &Config) {
     for (k, v, src) in settings(c) {
         t.add_row(vec![k, v, src]);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
 }
 
 /// Every setting of the config as (name, value, source), from its serialized form, so a
@@ -180,6 +180,13 @@ fn render(v: &serde_json::Value) -> String {
             let nanos = o.get("nanos").and_then(Value::as_u64).unwrap_or(0) as u32;
             humantime::format_duration(Duration::new(secs, nanos)).to_string()
         }
+        // A section (`[slurm]`): its set keys, as `key=value`, not a line of JSON.
+        Value::Object(o) => o
+            .iter()
+            .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+            .map(|(k, v)| format!("{k}={}", render(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
         other => other.to_string(),
     }
 }

@@ -76,18 +76,26 @@ fn follow(
             let _ = w.watch(&ctx.spool.dir(d), RecursiveMode::NonRecursive);
         }
     }
+    // Until Spack's first `[n/m]` line the total is unknown: a spinner, not a bar (a bar
+    // of length 0 would be drawn full).
+    let bar_style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} packages ({elapsed})",
+    )
+    .expect("template")
+    .progress_chars("=> ");
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} packages ({elapsed})",
+                "{prefix} {spinner} waiting for Spack's progress ({elapsed})",
             )
-            .expect("template")
-            .progress_chars("=> "),
+            .expect("template"),
         );
         b.set_prefix(name.to_string());
+        b.enable_steady_tick(Duration::from_millis(250));
         b
     });
+    let mut bar_shown = false;
     let mut offset = 0u64;
     let mut partial = String::new();
     let mut first = true;
@@ -114,6 +122,11 @@ fn follow(
                 match &bar {
                     Some(b) => {
                         if let Some(p) = parse_progress(&l) {
+                            if !bar_shown {
+                                b.disable_steady_tick();
+                                b.set_style(bar_style.clone());
+                                bar_shown = true;
+                            }
                             b.set_length(p.total as u64);
                             b.set_position(p.done.saturating_sub(1) as u64);
                         }

@@ -62,6 +62,10 @@ pub enum Command {
     /// Create or repair the spool layout (as root: a shared spool; otherwise a private one).
     Init(init::Args),
     /// Queue Spack installs.
+    // Written out: clap's own usage line, after a missing spec, lists the global options
+    // given by the environment as if they were required.
+    #[command(override_usage = "spack-installer submit [OPTIONS] <SPEC>...\n       \
+                                spack-installer submit [OPTIONS] --file <STACK.toml>")]
     Submit(submit::Args),
     /// Show the queue.
     Status(status::Args),

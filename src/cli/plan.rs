@@ -80,6 +80,6 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             r.reason.clone(),
         ]);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
     Ok(0)
 }

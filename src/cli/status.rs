@@ -328,5 +328,5 @@ fn print_human(v: &StatusView, verbose: bool) {
         }
         t.add_row(row);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
 }
