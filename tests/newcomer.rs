@@ -512,3 +512,30 @@ fn a_missing_setup_script_is_a_warning() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.starts_with("warning:"), "{line}");
 }
+
+/// `pause` given just before `worker start` holds the queue: no job starts.
+#[test]
+fn pause_just_before_the_worker_starts_is_honoured() {
+    let s = TestSpool::new();
+    s.ok(&["submit", "zlib", "cmake"]);
+    // The job files are settled (older than the worker's 2 s), the pause is not.
+    std::thread::sleep(Duration::from_millis(2200));
+    s.ok(&["pause", "--reason", "maintenance"]);
+    let _w = s.spawn_worker(&[]);
+    wait_until("both jobs taken", Duration::from_secs(10), || {
+        s.ls("pending").len() == 2 || !s.ls("running").is_empty() || !s.ls("done").is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        s.installs(),
+        Vec::<Vec<String>>::new(),
+        "a job ran while paused"
+    );
+    assert_eq!(s.ls("pending").len(), 2);
+    let st = s.ok(&["status"]);
+    assert!(st.contains("maintenance"), "{st}");
+    s.ok(&["resume"]);
+    wait_until("both done", Duration::from_secs(20), || {
+        s.ls("done").len() == 2
+    });
+}
