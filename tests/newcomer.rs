@@ -539,3 +539,56 @@ fn pause_just_before_the_worker_starts_is_honoured() {
         s.ls("done").len() == 2
     });
 }
+
+/// `worker start --log FILE` writes each line with its time.
+#[test]
+fn worker_start_log_lines_have_timestamps() {
+    let s = TestSpool::new();
+    let log = s.dir.path().join("w.log");
+    let out = s.ok(&["worker", "start", "--log", log.to_str().unwrap()]);
+    assert!(out.contains("worker started"), "{out}");
+    s.ok(&["submit", "zlib"]);
+    wait_until("done", Duration::from_secs(10), || s.ls("done").len() == 1);
+    s.ok(&["worker", "stop"]);
+    let text = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{text}");
+    for l in lines {
+        let stamp = l.split_whitespace().next().unwrap_or("");
+        assert!(
+            stamp.len() >= 20 && stamp.as_bytes()[4] == b'-' && stamp.contains('T'),
+            "a log line without its time: {l:?}"
+        );
+    }
+}
+
+/// `optimize` lists waiting jobs as the plan would run them: never one before the job
+/// it waits for.
+#[test]
+fn optimize_never_shows_a_job_before_the_one_it_waits_for() {
+    let mut s = TestSpool::new();
+    s.env.push(("SPACK_FAKE_DELAYS".into(), "slow=6".into()));
+    let _w = s.spawn_worker(&[]);
+    s.ok(&["submit", "slow"]);
+    wait_until("running", Duration::from_secs(10), || {
+        s.where_is("000001-slow").as_deref() == Some("running")
+    });
+    s.ok(&["submit", "-p", "low", "--after", "1", "first"]);
+    s.ok(&["submit", "-p", "high", "--after", "2", "second"]);
+    wait_until("both pending", Duration::from_secs(10), || {
+        s.ls("pending").len() == 2
+    });
+    let plan = json(&s.ok(&["optimize", "--json"]));
+    let names: Vec<&str> = plan
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["000002-first", "000003-second"], "{plan}");
+    assert_eq!(plan[0]["position"], 1);
+    let text = s.ok(&["optimize"]);
+    let first = text.find("000002-first").unwrap();
+    let second = text.find("000003-second").unwrap();
+    assert!(first < second, "{text}");
+}
