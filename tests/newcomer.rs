@@ -185,8 +185,14 @@ fn submit_after_a_job_that_does_not_exist_fails_at_once() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("999"), "{}", stderr(&out));
     assert_eq!(s.ls("incoming"), Vec::<String>::new());
-    // An existing one (finished, here) is fine.
+    // An existing one (finished, here) is fine, and so is one that a file waiting in
+    // incoming/ will get when a worker takes it.
     s.ok(&["submit", "--after", "1", "hdf5"]);
+    s.ok(&["submit", "--after", "2", "cmake"]);
+    let out = s.run(&["submit", "--after", "4", "llvm"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    s.drain();
+    assert_eq!(s.where_is("000003-cmake").as_deref(), Some("done"));
 }
 
 /// With no spool, every command that reads one says how to create it, once.

@@ -221,12 +221,25 @@ pub fn await_end(spool: &Spool, id: JobId) -> Result<Dir> {
     }
 }
 
-/// `--after` must name jobs that exist (in any state): a typo is caught here, not by a
-/// rejection later. A spool this user cannot read is left to the worker to judge.
+/// `--after` must name jobs that exist or may yet: a typo is caught here, not by a
+/// rejection later. IDs are given at intake, in order, from `counter` (the next ID, or
+/// beyond it while the worker holds a reserve): an ID not in a state directory can still
+/// go to a file waiting in `incoming/`, so only one past the counter plus those files is
+/// surely no job. Anything this user cannot read is left to the worker to judge.
 fn check_after_exists(ctx: &Ctx, after: &[JobId]) -> Result<()> {
+    let next = std::fs::read_to_string(ctx.spool.file(crate::spool::COUNTER_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let (Some(next), Ok(waiting)) = (next, store::list_incoming(&ctx.spool)) else {
+        return Ok(());
+    };
+    let possible = next.saturating_add(waiting.len() as u64);
     for id in after {
-        if let Ok(None) = store::locate(&ctx.spool, *id) {
-            return Err(Error::JobNotFound(format!("{} (named by --after)", id.0)));
+        if id.0 >= possible && matches!(store::locate(&ctx.spool, *id), Ok(None)) {
+            return Err(Error::JobNotFound(format!(
+                "{} (named by --after; the next job queued would get {possible})",
+                id.0
+            )));
         }
     }
     Ok(())
