@@ -147,13 +147,19 @@ fn following_a_quiet_log_costs_almost_no_cpu() {
 #[test]
 fn submit_wait_without_a_worker_says_so_at_once() {
     let s = TestSpool::new();
-    let mut child = s
+    let child = s
         .command(&["submit", "--wait", "zlib"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let err = child.stderr.take().unwrap();
+    // Killed if an assertion below fails, so no waiting submit outlives the test.
+    let mut child = support::WorkerProc {
+        child,
+        log: std::path::PathBuf::new(),
+        _log: None,
+    };
+    let err = child.child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
@@ -167,12 +173,19 @@ fn submit_wait_without_a_worker_says_so_at_once() {
         first.contains("no worker is running") && first.contains("wait for one"),
         "{first}"
     );
-    // Still waiting: it has not given up.
-    assert!(child.try_wait().unwrap().is_none());
+    // Still waiting, and quietly: it has not given up, nor does it spin.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.child.try_wait().unwrap().is_none());
+    let before = cpu_ticks(child.child.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(child.child.id()) - before;
+    assert!(used < 30, "submit --wait used {used} ticks of CPU in 2 s");
     s.drain();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stdout(&out));
-    assert!(stdout(&out).contains("(done)"), "{}", stdout(&out));
+    let status = child.wait(Duration::from_secs(10));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.child.stdout.take().unwrap(), &mut text).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("(done)"), "{text}");
 }
 
 /// `--after` naming a job that does not exist fails at once with exit 4, queueing nothing.

@@ -181,7 +181,8 @@ pub fn worker_alive(ctx: &Ctx) -> bool {
 /// Wait up to `limit` for the worker's receipt of `ticket`: ours only (another member
 /// may reuse a ticket name once ours is taken; the worker records who dropped each file).
 pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Receipt> {
-    let deadline = Instant::now() + limit;
+    let start = Instant::now();
+    let deadline = start + limit;
     let me = crate::identity::current_uid();
     loop {
         if let Some(r) =
@@ -192,7 +193,14 @@ pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Rec
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // A running worker answers within milliseconds; `submit --wait` with none may
+        // wait for hours, and must not spend a core on it.
+        let pause = if start.elapsed() < Duration::from_secs(1) {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(100)
+        };
+        std::thread::sleep(pause);
     }
 }
 
