@@ -74,6 +74,7 @@ struct ConfigFile {
     timeout_multiplier: Option<f64>,
     admin_group: Option<String>,
     max_pending_per_user: Option<usize>,
+    keep_days: Option<u64>,
     default_estimate: Option<Span>,
     overdue_after: Option<Span>,
     kill_grace: Option<Span>,
@@ -203,6 +204,8 @@ pub struct Config {
     pub timeout_multiplier: Setting<f64>,
     pub admin_group: Setting<Option<String>>,
     pub max_pending_per_user: Setting<usize>,
+    /// `cleanup` (and the daily timer that runs it) removes finished jobs older than this.
+    pub keep_days: Setting<u64>,
     pub default_estimate: Setting<Duration>,
     /// The starvation bound: a job that has waited this long goes before every later
     /// submission (`scheduler::Policy::overdue_after`).
@@ -260,6 +263,7 @@ impl Default for Config {
             timeout_multiplier: Setting::default(2.0),
             admin_group: Setting::default(None),
             max_pending_per_user: Setting::default(100),
+            keep_days: Setting::default(7),
             default_estimate: Setting::default(Duration::from_secs(30 * 60)),
             overdue_after: Setting::default(Duration::from_secs(48 * 3600)),
             kill_grace: Setting::default(Duration::from_secs(10)),
@@ -329,7 +333,17 @@ impl Config {
                 c.file = Some(path);
             }
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("read the config file", &path, e)),
+            Err(e) => {
+                let fix = if required {
+                    "name an existing file with --config or $SPACK_INSTALLER_CONFIG, or leave both unset for the default"
+                } else {
+                    "make it readable to everyone (mode 0644), as the packages install it"
+                };
+                return Err(Error::Config {
+                    path,
+                    message: format!("cannot read it: {e}; {fix}"),
+                });
+            }
         }
         c.apply_env(env)?;
         Ok(c)
@@ -448,6 +462,9 @@ impl Config {
         }
         if let Some(v) = f.max_pending_per_user {
             self.max_pending_per_user.set(v, src());
+        }
+        if let Some(v) = f.keep_days {
+            self.keep_days.set(v, src());
         }
         if let Some(v) = f.env_allow {
             self.env_allow.set(v, src());

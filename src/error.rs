@@ -72,6 +72,11 @@ impl Error {
         }
     }
 
+    /// An I/O error on a path under `dir`.
+    pub fn is_in(&self, dir: &Path) -> bool {
+        matches!(self, Error::Io { path, .. } if path.starts_with(dir))
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
@@ -80,7 +85,7 @@ impl Error {
             Error::NotPermitted(_) => exit::NOT_PERMITTED,
             Error::JobNotFound(_) => exit::NOT_FOUND,
             Error::WorkerBusy { .. } => exit::WORKER_BUSY,
-            Error::Usage(_) => exit::USAGE,
+            Error::Usage(_) | Error::Config { .. } => exit::USAGE,
             _ => exit::FAILURE,
         }
     }

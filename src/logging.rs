@@ -4,8 +4,9 @@
 //! same line as on a terminal without time or colour (the journal adds its own), and
 //! whose every field is also a journal field of its own: `job_id = 42` becomes
 //! `JOB_ID=42`, `job = 000042-hdf5` becomes `JOB=000042-hdf5`, so
-//! `journalctl -u spack-installer JOB_ID=42` shows one job's story. Anywhere else (a
-//! pipe, a file): the line without time or colour.
+//! `journalctl -u spack-installer JOB_ID=42` shows one job's story. Into a regular file
+//! (`worker start --log FILE`): the line with its time, without colour. Anywhere else (a
+//! pipe): the line without time or colour.
 //!
 //! Why not the `tracing-journald` crate: it puts only the event's message in `MESSAGE`,
 //! so `journalctl -u spack-installer` would show "queued" or "interrupted and requeued"
@@ -62,6 +63,12 @@ pub fn init(config: Option<&Path>) {
             .init();
     } else if std::io::stderr().is_terminal() {
         tracing_subscriber::registry().with(filter).with(fmt).init();
+    } else if stderr_is_file() {
+        // A log file (`worker start --log FILE`) has no times of its own: keep ours.
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt.with_ansi(false))
+            .init();
     } else {
         tracing_subscriber::registry()
             .with(filter)
@@ -96,6 +103,11 @@ pub fn set_level(directive: &str) -> Result<(), String> {
         Some(h) => h.reload(filter).map_err(|e| e.to_string()),
         None => Ok(()),
     }
+}
+
+/// Is stderr a regular file (a log file, not a pipe or the journal's socket)?
+fn stderr_is_file() -> bool {
+    std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| m.is_file())
 }
 
 /// `JOURNAL_STREAM` is `DEVICE:INODE` of the journal stream systemd connected to our

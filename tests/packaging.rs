@@ -234,6 +234,41 @@ fn the_unit_verifies() {
     assert!(u.contains("\nWatchdogSec="), "no WatchdogSec=");
 }
 
+/// The daily cleanup: a timer and the oneshot service it starts, both accepted by
+/// `systemd-analyze verify`, enabled together with the worker (`Also=`), running
+/// `cleanup` as the worker's user.
+#[test]
+fn the_cleanup_timer_verifies_and_comes_with_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = fs::read_to_string(packaging("systemd/spack-installer-cleanup.service")).unwrap();
+    let timer = fs::read_to_string(packaging("systemd/spack-installer-cleanup.timer")).unwrap();
+    fs::write(
+        dir.path().join("spack-installer-cleanup.service"),
+        service.replace("/usr/bin/spack-installer", BIN),
+    )
+    .unwrap();
+    let timer_copy = dir.path().join("spack-installer-cleanup.timer");
+    fs::write(&timer_copy, &timer).unwrap();
+    run_ok(
+        Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.path().join("spack-installer-cleanup.service"))
+            .arg(&timer_copy),
+    );
+    assert_eq!(unit_value(&service, "Type"), "oneshot");
+    assert_eq!(
+        unit_value(&service, "ExecStart"),
+        "/usr/bin/spack-installer cleanup"
+    );
+    assert_eq!(unit_value(&service, "User"), "spack");
+    assert_eq!(unit_value(&timer, "OnCalendar"), "daily");
+    assert_eq!(unit_value(&timer, "Persistent"), "true");
+    assert_eq!(unit_value(&unit(), "Also"), "spack-installer-cleanup.timer");
+    // The age comes from the config the packages install.
+    let example = fs::read_to_string(packaging("config.toml")).unwrap();
+    assert!(example.contains("# keep_days = 7"), "{example}");
+}
+
 /// Every command and subcommand, as the man page names them (`spack-installer-worker-run`).
 fn command_names() -> BTreeSet<String> {
     fn walk(c: &clap::Command, prefix: &str, out: &mut BTreeSet<String>) {
@@ -263,14 +298,36 @@ fn man_writes_a_page_for_every_command() {
             .args(["man", "--dir"])
             .arg(dir.path().join("man")),
     );
-    let pages: BTreeSet<String> = fs::read_dir(dir.path().join("man"))
+    let pages: BTreeSet<String> = fs::read_dir(dir.path().join("man/man1"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     let want: BTreeSet<String> = command_names().iter().map(|n| format!("{n}.1")).collect();
     assert_eq!(pages, want);
     assert!(want.contains("spack-installer-worker-run.1"));
-    let submit = fs::read_to_string(dir.path().join("man/spack-installer-submit.1")).unwrap();
+    let submit = fs::read_to_string(dir.path().join("man/man1/spack-installer-submit.1")).unwrap();
+    // `man` finds the pages where `man --dir` put them.
+    match Command::new("man")
+        .args(["-w", "spack-installer-submit"])
+        .env("MANPATH", dir.path().join("man"))
+        .output()
+    {
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "MANPATH=DIR man -w finds nothing: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let found = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                Path::new(found.trim()),
+                dir.path().join("man/man1/spack-installer-submit.1")
+            );
+        }
+        Err(_) => {
+            eprintln!("SKIPPED the `man -w` check: man is not installed (the path was checked)")
+        }
+    }
     assert!(
         submit.starts_with(".ie") || submit.contains(".TH"),
         "{submit}"
@@ -355,6 +412,8 @@ fn expected_files(zsh_dir: &str) -> BTreeSet<String> {
         "usr/share/bash-completion/completions/spack-installer",
         "usr/share/fish/vendor_completions.d/spack-installer.fish",
         "usr/lib/systemd/system/spack-installer.service",
+        "usr/lib/systemd/system/spack-installer-cleanup.service",
+        "usr/lib/systemd/system/spack-installer-cleanup.timer",
         "usr/lib/sysusers.d/spack-installer.conf",
         "usr/lib/tmpfiles.d/spack-installer.conf",
         "etc/spack-installer/config.toml",

@@ -19,10 +19,17 @@ pub struct Args {
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let mut worst = exit::OK;
     for what in &a.jobs {
-        let code = cancel_one(ctx, what).unwrap_or_else(|e| {
-            eprintln!("spack-installer: {what}: {e}");
-            e.exit_code()
-        });
+        let code = match cancel_one(ctx, what) {
+            Ok(code) => code,
+            // A spool this user cannot read (or that is missing) is said once, for all jobs.
+            Err(e @ crate::Error::Io { .. }) if e.is_in(ctx.spool.root()) => {
+                return Err(super::access::explain(&ctx.spool, e));
+            }
+            Err(e) => {
+                eprintln!("spack-installer: {what}: {e}");
+                e.exit_code()
+            }
+        };
         worst = worst.max(code);
     }
     Ok(worst)

@@ -1,6 +1,8 @@
 //! `cleanup [--keep-days N]`: remove finished jobs (done/, failed/, cancelled/) that
-//! finished more than N days ago, with their logs, receipts older than a day, and the
-//! dotfiles of killed submitters left in `incoming/` for more than a day. Only
+//! finished more than N days ago (default: the config's `keep_days`), with their logs and
+//! concrete specs, receipts older than a day, and the dotfiles of killed submitters left
+//! in `incoming/` for more than a day. The packages' spack-installer-cleanup.timer runs it
+//! daily. Only
 //! the worker user and root can write those directories, so only they can clean up.
 
 use super::Ctx;
@@ -10,9 +12,9 @@ use crate::time::Timestamp;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep jobs that finished within this many days.
-    #[arg(long, default_value_t = 7)]
-    pub keep_days: u64,
+    /// Keep jobs that finished within this many days [default: `keep_days` of the config, 7]
+    #[arg(long, value_name = "N")]
+    pub keep_days: Option<u64>,
     /// Say what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -21,7 +23,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
-    let cutoff = Timestamp::now().0.saturating_sub(a.keep_days * 86_400);
+    let keep_days = match a.keep_days {
+        Some(n) => n,
+        None => ctx.config()?.keep_days.value,
+    };
+    let cutoff = Timestamp::now()
+        .0
+        .saturating_sub(keep_days.saturating_mul(86_400));
     let mut removed: Vec<String> = Vec::new();
     for dir in Dir::FINISHED {
         for name in store::list(&ctx.spool, dir)? {
@@ -88,7 +96,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         "{verb} {} finished job(s) older than {} day(s), {receipts_removed} old receipt(s) \
          and {stale_removed} stale temp file(s) of killed submitters in incoming/",
         removed.len(),
-        a.keep_days
+        keep_days
     );
     Ok(0)
 }

@@ -43,27 +43,54 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             None
         }
     };
+    // Not a problem by itself (Spack may be found on PATH), but never "ok".
+    let mut warnings: Vec<String> = Vec::new();
     if cfg.spack.value.is_none() && !cfg.spack_setup_script.value.exists() {
-        notes.push(format!(
+        warnings.push(format!(
             "setup script {} ({}) does not exist",
             cfg.spack_setup_script.value.display(),
             cfg.spack_setup_script.source
         ));
     }
-    for d in layout::check(&ctx.spool) {
-        problems.push(format!(
-            "spool: {}; repair with `spack-installer init`",
-            d.0
-        ));
-    }
-    if let Some(w) = layout::network_fs_warning(ctx.spool.root()) {
-        problems.push(w);
+    // Whether this user can look into the spool at all: if not, that is the one problem
+    // to report (each path's layout and the worker's heartbeat cannot be seen).
+    let root = ctx.spool.root();
+    let readable = match std::fs::read_dir(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            problems.push(format!("spool: {}", super::access::missing_spool(root)));
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            problems.push(format!(
+                "spool: {}",
+                super::access::not_permitted(root, root)
+            ));
+            false
+        }
+        _ => true,
+    };
+    if readable {
+        for d in layout::check(&ctx.spool) {
+            problems.push(format!(
+                "spool: {}; repair with `spack-installer init`",
+                d.0
+            ));
+        }
+        if let Some(w) = layout::network_fs_warning(root) {
+            problems.push(w);
+        }
     }
     if cfg.executor.value == crate::config::ExecutorKind::Slurm {
         crate::executor::slurm::check(&cfg.slurm.value, &mut notes, &mut problems);
     }
     let worker = WorkerStatus::read(&ctx.spool);
+    let status_file = ctx.spool.file(crate::spool::STATUS_FILE);
     match worker.as_ref().map(|w| (w, w.liveness(Timestamp::now(), cfg.max_heartbeat_age.value))) {
+        None if !readable => {}
+        None if status_file.exists() => notes.push(format!(
+            "worker: unknown, {} cannot be read",
+            status_file.display()
+        )),
         None => notes.push("worker: has never run on this spool".into()),
         Some((_, Liveness::NotRunning)) => notes.push("worker: not running".into()),
         Some((w, Liveness::Stale)) => problems.push(format!(
@@ -83,6 +110,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 "spack": spack,
                 "spool": ctx.spool.root(),
                 "problems": problems,
+                "warnings": warnings,
                 "notes": notes,
             }))
             .expect("serializes")
@@ -92,6 +120,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         println!();
         for n in &notes {
             println!("ok:      {n}");
+        }
+        for w in &warnings {
+            println!("warning: {w}");
         }
         for p in &problems {
             println!("PROBLEM: {p}");
@@ -119,7 +150,7 @@ fn print_settings(c: &Config) {
     for (k, v, src) in settings(c) {
         t.add_row(vec![k, v, src]);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
 }
 
 /// Every setting of the config as (name, value, source), from its serialized form, so a
@@ -149,6 +180,13 @@ fn render(v: &serde_json::Value) -> String {
             let nanos = o.get("nanos").and_then(Value::as_u64).unwrap_or(0) as u32;
             humantime::format_duration(Duration::new(secs, nanos)).to_string()
         }
+        // A section (`[slurm]`): its set keys, as `key=value`, not a line of JSON.
+        Value::Object(o) => o
+            .iter()
+            .filter(|(_, v)| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()))
+            .map(|(k, v)| format!("{k}={}", render(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
         other => other.to_string(),
     }
 }

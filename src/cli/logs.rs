@@ -67,8 +67,18 @@ fn follow(
     tail: Option<usize>,
 ) -> Result<i32> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |_| {
-        let _ = tx.send(());
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        // Only changes wake us. Opens, reads and closes without writing are our own
+        // reads of the log and of the state directories: waking for them would spin.
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        let change = ev.is_ok_and(|e| match e.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        });
+        if change {
+            let _ = tx.send(());
+        }
     })
     .ok();
     if let Some(w) = watcher.as_mut() {
@@ -78,18 +88,26 @@ fn follow(
             let _ = w.watch(&ctx.spool.dir(d), RecursiveMode::NonRecursive);
         }
     }
+    // Until Spack's first `[n/m]` line the total is unknown: a spinner, not a bar (a bar
+    // of length 0 would be drawn full).
+    let bar_style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} packages ({elapsed})",
+    )
+    .expect("template")
+    .progress_chars("=> ");
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} packages ({elapsed})",
+                "{prefix} {spinner} waiting for Spack's progress ({elapsed})",
             )
-            .expect("template")
-            .progress_chars("=> "),
+            .expect("template"),
         );
         b.set_prefix(name.to_string());
+        b.enable_steady_tick(Duration::from_millis(250));
         b
     });
+    let mut bar_shown = false;
     let mut offset = 0u64;
     let mut partial = String::new();
     let mut first = true;
@@ -116,6 +134,11 @@ fn follow(
                 match &bar {
                     Some(b) => {
                         if let Some(p) = parse_progress(&l) {
+                            if !bar_shown {
+                                b.disable_steady_tick();
+                                b.set_style(bar_style.clone());
+                                bar_shown = true;
+                            }
                             b.set_length(p.total as u64);
                             b.set_position(p.done.saturating_sub(1) as u64);
                         }

@@ -2,6 +2,7 @@
 //! (so completions and man pages come from the same source). Each command returns the
 //! process's exit code; errors carry their own (see `error::exit`).
 
+pub mod access;
 pub mod auth;
 pub mod cancel;
 pub mod cleanup;
@@ -61,6 +62,10 @@ pub enum Command {
     /// Create or repair the spool layout (as root: a shared spool; otherwise a private one).
     Init(init::Args),
     /// Queue Spack installs.
+    // Written out: clap's own usage line, after a missing spec, lists the global options
+    // given by the environment as if they were required.
+    #[command(override_usage = "spack-installer submit [OPTIONS] <SPEC>...\n       \
+                                spack-installer submit [OPTIONS] --file <STACK.toml>")]
     Submit(submit::Args),
     /// Show the queue.
     Status(status::Args),
@@ -120,25 +125,42 @@ pub fn run(cli: Cli) -> Result<i32> {
         spool: Spool::new(cli.spool),
         config_path: cli.config,
     };
-    match cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::Submit(a) => submit::run(&ctx, a),
-        Command::Status(a) => status::run(&ctx, a),
-        Command::Show(a) => show::run(&ctx, a),
-        Command::Logs(a) => logs::run(&ctx, a),
-        Command::Cancel(a) => cancel::run(&ctx, a),
-        Command::Priority(a) => priority::run(&ctx, a),
-        Command::Pause(a) => pause::pause(&ctx, a),
-        Command::Resume => pause::resume(&ctx),
-        Command::Retry(a) => retry::run(&ctx, a),
-        Command::Failed(a) => failed::run(&ctx, a),
-        Command::Cleanup(a) => cleanup::run(&ctx, a),
-        Command::Optimize(a) => plan::run(&ctx, a),
-        Command::Validate(a) => validate::run(&ctx, a),
-        Command::AuthStatus(a) => auth::run(&ctx, a),
-        Command::ConfigCheck(a) => config_check::run(&ctx, a),
-        Command::Worker(c) => worker::run(&ctx, c),
-        Command::ExecJob(a) => exec_job::run(&ctx, a),
+    // A config that cannot be read or parsed is reported by every command that may use
+    // it, before it acts: a typo must not be silently replaced by the defaults.
+    if !matches!(cli.command, Command::Completions(_) | Command::Man(_)) {
+        ctx.config()?;
+    }
+    // `init` makes the spool, so its errors are about making it, not about using one.
+    let explain = !matches!(cli.command, Command::Init(_));
+    run_command(&ctx, cli.command).map_err(|e| {
+        if explain {
+            access::explain(&ctx.spool, e)
+        } else {
+            e
+        }
+    })
+}
+
+fn run_command(ctx: &Ctx, command: Command) -> Result<i32> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Submit(a) => submit::run(ctx, a),
+        Command::Status(a) => status::run(ctx, a),
+        Command::Show(a) => show::run(ctx, a),
+        Command::Logs(a) => logs::run(ctx, a),
+        Command::Cancel(a) => cancel::run(ctx, a),
+        Command::Priority(a) => priority::run(ctx, a),
+        Command::Pause(a) => pause::pause(ctx, a),
+        Command::Resume => pause::resume(ctx),
+        Command::Retry(a) => retry::run(ctx, a),
+        Command::Failed(a) => failed::run(ctx, a),
+        Command::Cleanup(a) => cleanup::run(ctx, a),
+        Command::Optimize(a) => plan::run(ctx, a),
+        Command::Validate(a) => validate::run(ctx, a),
+        Command::AuthStatus(a) => auth::run(ctx, a),
+        Command::ConfigCheck(a) => config_check::run(ctx, a),
+        Command::Worker(c) => worker::run(ctx, c),
+        Command::ExecJob(a) => exec_job::run(ctx, a),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
     }

@@ -219,15 +219,32 @@ pub fn use_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A table that fits the terminal: on one, long cells wrap at its width (with or without
+/// colour); elsewhere (a pipe, a file) rows are as long as their cells.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header.iter().map(|h| h.to_string()));
+    // The terminal's width, read before colour is turned off: `force_no_tty` also stops
+    // comfy-table from asking the terminal.
+    let width = std::io::stdout().is_terminal().then(|| t.width()).flatten();
     if !use_color() {
         t.force_no_tty();
     }
+    if let Some(w) = width {
+        t.set_width(w);
+    }
     t
+}
+
+/// The table as text, without the spaces comfy-table pads the last column with (a row
+/// would otherwise be as wide as the widest one).
+pub fn render(t: &Table) -> String {
+    t.lines()
+        .map(|l| l.trim_end().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The colour of a state in tables.

@@ -1,5 +1,9 @@
 //! `optimize` (also `plan`): the order the scheduler would run the pending jobs in now,
 //! with the reason for each position; the same computation the worker makes.
+//!
+//! The scheduler ranks waiting jobs among themselves by what they are worth, so a job
+//! may rank above the waiting job it waits for; it cannot run before it, so it is never
+//! listed before it either ([`run_order`]).
 
 use super::Ctx;
 use super::output::table;
@@ -46,9 +50,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         ..Policy::default()
     };
     let plan = scheduler::plan(&q, Timestamp::now(), &policy);
-    let rows: Vec<Row> = plan
-        .order
-        .iter()
+    let rows: Vec<Row> = run_order(&plan.order)
+        .into_iter()
         .enumerate()
         .map(|(i, r)| Row {
             position: i + 1,
@@ -83,6 +86,44 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             r.reason.clone(),
         ]);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
     Ok(0)
+}
+
+/// The plan's order, with each job moved after the pending jobs it waits for (and
+/// otherwise kept in the plan's order): the order they can actually run in. Kahn's
+/// algorithm, taking the best-ranked job whose waits are all listed; a cycle (which the
+/// plan marks blocked, and so never waits on) keeps its place at the end.
+fn run_order<'a, 'q>(order: &'a [scheduler::Ranked<'q>]) -> Vec<&'a scheduler::Ranked<'q>> {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+    let pos: HashMap<&str, usize> = order.iter().enumerate().map(|(i, r)| (r.name, i)).collect();
+    let mut missing = vec![0usize; order.len()];
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); order.len()];
+    for (i, r) in order.iter().enumerate() {
+        if let Readiness::Waiting(on) = &r.status {
+            for d in on.iter().filter_map(|n| pos.get(n)) {
+                missing[i] += 1;
+                dependents[*d].push(i);
+            }
+        }
+    }
+    let mut next: BinaryHeap<Reverse<usize>> = (0..order.len())
+        .filter(|&i| missing[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut out = Vec::with_capacity(order.len());
+    let mut listed = vec![false; order.len()];
+    while let Some(Reverse(i)) = next.pop() {
+        out.push(&order[i]);
+        listed[i] = true;
+        for &d in &dependents[i] {
+            missing[d] -= 1;
+            if missing[d] == 0 {
+                next.push(Reverse(d));
+            }
+        }
+    }
+    out.extend((0..order.len()).filter(|&i| !listed[i]).map(|i| &order[i]));
+    out
 }

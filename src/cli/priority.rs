@@ -1,8 +1,8 @@
 //! `priority JOB PRIORITY`: change a pending job's priority, through a request.
 
 use super::Ctx;
-use super::request::{precheck_owner, send_and_report};
-use crate::error::{Error, Result};
+use super::request::{Answer, exit_code, precheck_owner, send};
+use crate::error::{Error, Result, exit};
 use crate::job::{Priority, Request};
 use crate::spool::{Dir, store};
 
@@ -24,9 +24,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         )));
     }
     precheck_owner(ctx, &store::read(&ctx.spool, dir, &name)?)?;
-    send_and_report(
-        ctx,
-        &name.to_string(),
-        &Request::Priority(name.id, a.priority),
-    )
+    match send(ctx, &Request::Priority(name.id, a.priority))? {
+        // The worker's answer names the job already ("000042-hdf5 now has priority high").
+        Answer::Receipt(r) => {
+            println!("{}", r.message);
+            Ok(exit_code(r.outcome))
+        }
+        Answer::Queued(ticket) => {
+            println!(
+                "{name}: priority {} queued as {ticket}: the worker is not running; it will act when it starts",
+                a.priority
+            );
+            Ok(exit::OK)
+        }
+    }
 }

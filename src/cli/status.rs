@@ -22,7 +22,8 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only jobs in these states (incoming, pending, running, done, failed, rejected, cancelled).
-    #[arg(long = "state", value_name = "STATE")]
+    #[arg(long = "state", value_name = "STATE",
+          value_parser = clap::builder::PossibleValuesParser::new(VALID_STATES.iter().copied()))]
     pub states: Vec<String>,
     /// Only jobs of this user.
     #[arg(long, value_name = "USER")]
@@ -429,5 +430,5 @@ fn print_human(v: &StatusView, verbose: bool) {
         }
         t.add_row(row);
     }
-    println!("{t}");
+    println!("{}", super::output::render(&t));
 }

@@ -49,7 +49,8 @@ pub struct Args {
     /// Mail me when the job ends: never, failures, always (default: the site's `mail`).
     #[arg(long, value_name = "WHEN")]
     pub mail: Option<crate::job::Mail>,
-    /// Each job waits for the one before it (by package).
+    /// Each job waits for the one before it (by its ID; by package when no worker runs
+    /// to give that job an ID).
     #[arg(long)]
     pub chain: bool,
     /// Wait until every job has ended; exit 0 only if all succeeded.
@@ -219,7 +220,8 @@ pub fn worker_alive(ctx: &Ctx) -> bool {
 /// Wait up to `limit` for the worker's receipt of `ticket`: ours only (another member
 /// may reuse a ticket name once ours is taken; the worker records who dropped each file).
 pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Receipt> {
-    let deadline = Instant::now() + limit;
+    let start = Instant::now();
+    let deadline = start + limit;
     let me = crate::identity::current_uid();
     loop {
         if let Some(r) =
@@ -230,7 +232,14 @@ pub fn await_receipt(spool: &Spool, ticket: &str, limit: Duration) -> Option<Rec
         if Instant::now() >= deadline {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        // A running worker answers within milliseconds; `submit --wait` with none may
+        // wait for hours, and must not spend a core on it.
+        let pause = if start.elapsed() < Duration::from_secs(1) {
+            Duration::from_millis(2)
+        } else {
+            Duration::from_millis(100)
+        };
+        std::thread::sleep(pause);
     }
 }
 
@@ -328,6 +337,30 @@ fn await_concretized(ctx: &Ctx, results: &mut [Submitted]) -> Result<()> {
     Ok(())
 }
 
+/// `--after` must name jobs that exist or may yet: a typo is caught here, not by a
+/// rejection later. IDs are given at intake, in order, from `counter` (the next ID, or
+/// beyond it while the worker holds a reserve): an ID not in a state directory can still
+/// go to a file waiting in `incoming/`, so only one past the counter plus those files is
+/// surely no job. Anything this user cannot read is left to the worker to judge.
+fn check_after_exists(ctx: &Ctx, after: &[JobId]) -> Result<()> {
+    let next = std::fs::read_to_string(ctx.spool.file(crate::spool::COUNTER_FILE))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let (Some(next), Ok(waiting)) = (next, store::list_incoming(&ctx.spool)) else {
+        return Ok(());
+    };
+    let possible = next.saturating_add(waiting.len() as u64);
+    for id in after {
+        if id.0 >= possible && matches!(store::locate(&ctx.spool, *id), Ok(None)) {
+            return Err(Error::JobNotFound(format!(
+                "{} (named by --after; the next job queued would get {possible})",
+                id.0
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A stack file: several jobs in one go.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -335,21 +368,26 @@ struct Stack {
     job: Vec<JobFile>,
 }
 
-fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-    let stack: Stack = toml::from_str(&text)
-        .map_err(|e| Error::Usage(format!("{}: {}", path.display(), e.message())))?;
+/// Is this text a stack file (`[[job]]` tables) rather than one job file?
+pub fn is_stack(text: &str) -> bool {
+    text.parse::<toml::Table>()
+        .is_ok_and(|t| t.get("job").is_some_and(|j| j.is_array()))
+}
+
+/// Parse and check a stack file: every job as the worker's intake would (except what
+/// needs the queue). Errors name the line and column, or the job by number and spec.
+pub fn parse_stack(text: &str) -> std::result::Result<Vec<JobFile>, String> {
+    let stack: Stack = toml::from_str(text).map_err(|e| crate::job::toml_message(&e, text))?;
     for (i, f) in stack.job.iter().enumerate() {
-        f.validate().map_err(|e| {
-            Error::Usage(format!(
-                "{}: job {} ({}): {e}",
-                path.display(),
-                i + 1,
-                f.spec
-            ))
-        })?;
+        f.validate()
+            .map_err(|e| format!("job {} ({}): {e}", i + 1, f.spec))?;
     }
     Ok(stack.job)
+}
+
+fn read_stack(path: &std::path::Path) -> Result<Vec<JobFile>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    parse_stack(&text).map_err(|e| Error::Usage(format!("{}: {e}", path.display())))
 }
 
 /// Specs of jobs pending or running for these packages: (name, state, canonical spec). Names carry
@@ -393,6 +431,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 .ok_or_else(|| Error::Usage(format!("--after: `{s}` is not a job ID")))
         })
         .collect::<Result<Vec<_>>>()?;
+    check_after_exists(ctx, &after)?;
     if let Some(script) = &a.spack_setup {
         let cfg = ctx.config()?;
         if *script != cfg.spack_setup_script.value {
@@ -411,16 +450,20 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             f
         }));
     }
+    // --chain: the package of the job before each one (None for the first and for the
+    // stack file's jobs), used only when that job's ID cannot be known (see below).
+    let mut chained_to: Vec<Option<String>> = vec![None; files.len()];
     let mut prev_package: Option<String> = None;
     for spec in &specs {
-        let mut deps = a.dependencies.clone();
         if a.chain {
-            deps.extend(prev_package.clone());
+            chained_to.push(prev_package.clone());
+        } else {
+            chained_to.push(None);
         }
         let f = JobFile {
             spec: spec.clone(),
             priority: Some(a.priority),
-            dependencies: deps,
+            dependencies: a.dependencies.clone(),
             after: after.clone(),
             estimated_time,
             timeout,
@@ -445,9 +488,36 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             .collect();
         queued_specs(ctx, &packages).unwrap_or_default()
     };
-    let wait_receipt = !a.no_wait && (a.wait || worker_alive(ctx));
-    let mut results = Vec::new();
-    for f in &files {
+    let alive = worker_alive(ctx);
+    let wait_receipt = !a.no_wait && (a.wait || alive);
+    if a.wait && !alive {
+        eprintln!(
+            "spack-installer: no worker is running on {}: the jobs are queued and wait for one \
+             to start (an admin: `systemctl start spack-installer`, or `spack-installer worker start`); \
+             waiting until they end (Ctrl-C stops waiting, the jobs stay queued)",
+            ctx.spool.root().display()
+        );
+    }
+    let mut results: Vec<Submitted> = Vec::new();
+    let mut chain_notes: Vec<String> = Vec::new();
+    for (f, chained) in files.iter().zip(&chained_to) {
+        // A chained job waits for the job before it by ID, known from its receipt (or as
+        // the job it duplicates). Without a worker there is no ID yet: it waits for the
+        // package instead (any queued job of it), and says so.
+        let mut f = f.clone();
+        if let Some(pkg) = chained {
+            match results.last().and_then(|r| r.id) {
+                Some(id) => f.after.push(JobId(id)),
+                None => {
+                    f.dependencies.push(pkg.clone());
+                    chain_notes.push(format!(
+                        "{}: waits for any queued {pkg} job (by package): the job before it has no ID until a worker takes it",
+                        f.spec
+                    ));
+                }
+            }
+        }
+        let f = &f;
         // Compared in canonical form: `zlib@1.3` and `zlib @1.3` are one spec.
         let canonical = crate::job::Spec::parse(&f.spec).map(|s| s.canonical().to_string());
         if let Some((name, state)) = queued
@@ -530,6 +600,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
                 }
             }
         }
+    }
+    for n in &chain_notes {
+        eprintln!("spack-installer: --chain: {n}");
     }
     print_results(&results, a.json)?;
     Ok(code)

@@ -1,5 +1,6 @@
-//! `validate FILE...`: check hand-written job files against the schema before dropping
-//! them, with line and column for syntax errors. The same checks as the worker's intake,
+//! `validate FILE...`: check hand-written job files (and stack files for `submit --file`,
+//! told apart by their `[[job]]` tables) against the schema before dropping them, with
+//! line and column for syntax errors. The same checks as the worker's intake,
 //! except those that need the queue (limits, references, cycles).
 
 use super::Ctx;
@@ -29,6 +30,16 @@ pub fn run(_ctx: &Ctx, a: Args) -> Result<i32> {
                         .map(|r| format!("{r:?}"))
                         .map_err(|e| e.to_string())
                 }
+                Ok(text) if super::submit::is_stack(&text) => super::submit::parse_stack(&text)
+                    .map(|jobs| {
+                        let specs: Vec<String> =
+                            jobs.iter().map(|j| format!("`{}`", j.spec)).collect();
+                        format!(
+                            "a stack file of {} jobs for `submit --file`: {}",
+                            jobs.len(),
+                            specs.join(", ")
+                        )
+                    }),
                 Ok(text) => JobFile::parse_and_validate(&text)
                     .map(|s| {
                         format!(
