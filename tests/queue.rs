@@ -409,7 +409,11 @@ fn another_members_failed_job_of_a_package_does_not_fail_mine() {
     let mut done = packages_in(&s, "done");
     done.sort();
     assert_eq!(done, vec!["hdf5", "zlib"]);
-    let installed: Vec<String> = s.installs().iter().map(|a| a[2].clone()).collect();
+    let installed: Vec<String> = s
+        .installs()
+        .iter()
+        .map(|a| a.last().unwrap().clone())
+        .collect();
     assert!(installed.contains(&"hdf5".to_string()), "{installed:?}");
 
     // Her own dependency failing still fails her job: she named that package, her
@@ -510,7 +514,11 @@ fn owners_take_turns_ten_jobs_of_bob_then_one_of_alice() {
     drop(w);
     s.unpause();
     s.drain();
-    let order: Vec<String> = s.installs().iter().map(|a| a[2].clone()).collect();
+    let order: Vec<String> = s
+        .installs()
+        .iter()
+        .map(|a| a.last().unwrap().clone())
+        .collect();
     assert_eq!(order.len(), 11, "{order:?}");
     let at = order.iter().position(|p| p == "alicepkg").unwrap();
     assert!(at <= 2, "alice's job was install {} of {order:?}", at + 1);

@@ -33,6 +33,9 @@ fn history(s: &TestSpool, n: u64) {
         let name = format!("{i:06}-{pkg}");
         let failed = i.is_multiple_of(10);
         r.insert("spec".into(), pkg.into());
+        if r.contains_key("canonical_spec") {
+            r.insert("canonical_spec".into(), pkg.into());
+        }
         let job = r["job"].as_table().unwrap().clone();
         let mut job = job;
         job.insert("id".into(), (i as i64).into());
