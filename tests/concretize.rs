@@ -5,6 +5,7 @@
 mod support;
 
 use std::fs;
+use std::path::Path;
 use std::time::Duration;
 use support::{TestSpool, wait_until};
 
@@ -196,33 +197,60 @@ fn the_same_dag_spelled_twice_is_built_once_and_both_jobs_end_done() {
     );
 }
 
-#[test]
-fn a_changed_spack_configuration_sends_the_spec_not_the_old_concrete_spec() {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("etc");
-    fs::create_dir(&conf).unwrap();
+/// A spool whose Spack configuration lives in `conf`, with one zlib job concretized
+/// while the queue is paused, then the configuration changed by an admin.
+fn concretized_then_reconfigured(mode: &str, conf: &Path) -> (TestSpool, support::WorkerProc) {
     let s = spool(
-        "required",
+        mode,
         &format!("spack_config_paths = [\"{}\"]\n", conf.display()),
     );
     s.ok(&["pause"]);
     s.ok(&["submit", "zlib"]);
-    // Concretized while the queue is paused.
-    let mut w = s.spawn_worker(&[]);
+    let w = s.spawn_worker(&[]);
     wait_until("zlib concretized", Duration::from_secs(20), || {
         fs::read_to_string(s.path("pending/000001-zlib.toml"))
             .is_ok_and(|r| r.contains("[state.concrete]"))
     });
-    // An admin changes Spack's configuration; mtimes have whole-second granularity on
-    // some file systems, so make the change visibly later.
+    // Records and mtimes count whole seconds: make the change visibly later.
     std::thread::sleep(Duration::from_millis(1100));
     fs::write(conf.join("packages.yaml"), "packages: {}\n").unwrap();
+    (s, w)
+}
+
+#[test]
+fn a_changed_spack_configuration_is_concretized_again_before_the_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut w) = concretized_then_reconfigured("required", dir.path());
     s.ok(&["resume"]);
-    wait_until("zlib done", Duration::from_secs(20), || {
+    wait_until("zlib done", Duration::from_secs(30), || {
         s.ls("done").len() == 1
     });
     s.ok(&["worker", "stop"]);
     w.wait(Duration::from_secs(20));
+    assert_eq!(s.spack_runs("spec").len(), 2, "{:?}", s.spack_runs("spec"));
+    let file = s.path("concrete/000001-zlib.json").display().to_string();
+    assert_eq!(
+        s.installs_without_jobs(),
+        vec![vec![
+            "install".to_string(),
+            "--fail-fast".into(),
+            "-f".into(),
+            file
+        ]]
+    );
+}
+
+#[test]
+fn in_background_mode_a_stale_concrete_spec_is_not_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, mut w) = concretized_then_reconfigured("background", dir.path());
+    s.ok(&["resume"]);
+    wait_until("zlib done", Duration::from_secs(30), || {
+        s.ls("done").len() == 1
+    });
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+    // Started before it could be concretized again: Spack concretizes the spec itself.
     assert_eq!(
         s.installs_without_jobs(),
         vec![vec![

@@ -125,7 +125,8 @@ fn ask(spack: &str, spec: &str, env: &[(String, String)], timeout: Duration, tre
     }
 }
 
-/// The newest modification time of `paths` and of the files directly in them.
+/// The newest modification time of `paths` and of the YAML files directly in them
+/// (Spack's configuration files; not its caches, which change at every run).
 fn newest_mtime(paths: &[PathBuf]) -> Option<SystemTime> {
     let mut newest = None;
     let mut see = |p: &Path| {
@@ -137,7 +138,11 @@ fn newest_mtime(paths: &[PathBuf]) -> Option<SystemTime> {
         see(p);
         if let Ok(rd) = std::fs::read_dir(p) {
             for e in rd.flatten() {
-                see(&e.path());
+                let path = e.path();
+                let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
+                if yaml && e.file_type().is_ok_and(|t| t.is_file()) {
+                    see(&path);
+                }
             }
         }
     }
@@ -151,10 +156,18 @@ impl Worker {
     }
 
     /// Whether `job` may be handed to the scheduler now: not linked to another job's
-    /// install, and (with `concretize = "required"`) concretized.
-    pub(super) fn schedulable(&self, job: &Job) -> bool {
+    /// install, and (with `concretize = "required"`) concretized since `fresh_after`
+    /// ([`Worker::fresh_after`]).
+    pub(super) fn schedulable(&self, job: &Job, fresh_after: Timestamp) -> bool {
         match &job.state.concrete {
-            Some(c) => c.same_as.is_none(),
+            Some(c) if c.same_as.is_some() => false,
+            // A stale concrete spec is made again first when it is required.
+            Some(c) => {
+                self.cfg.concretize.value != Concretize::Required
+                    || !self.concretizes()
+                    || c.at >= fresh_after
+                    || self.lanes.unanswered.contains_key(&job.meta.id)
+            }
             None => {
                 self.cfg.concretize.value != Concretize::Required
                     || !self.concretizes()
@@ -168,13 +181,17 @@ impl Worker {
         if !self.lanes.busy.is_empty() {
             return false;
         }
-        self.cfg.concretize.value != Concretize::Required
-            || !self.concretizes()
-            || self.pending.values().all(|j| {
-                j.state.concrete.is_some()
+        self.cfg.concretize.value != Concretize::Required || !self.concretizes() || {
+            let fresh_after = self.fresh_after();
+            self.pending.values().all(|j| {
+                j.state
+                    .concrete
+                    .as_ref()
+                    .is_some_and(|c| c.same_as.is_some() || c.at >= fresh_after)
                     || j.submission().is_none()
                     || self.lanes.unanswered.contains_key(&j.meta.id)
             })
+        }
     }
 
     /// Start `spack spec` for pending jobs not yet concretized, while lanes are free.
@@ -192,10 +209,16 @@ impl Worker {
         }
         self.lanes.look = false;
         let now = Instant::now();
+        let fresh_after = self.fresh_after();
         let todo: Vec<(JobId, String)> = self
             .pending
             .values()
-            .filter(|j| j.state.concrete.is_none() && !self.lanes.busy.contains(&j.meta.id))
+            .filter(|j| match &j.state.concrete {
+                None => true,
+                // Made before Spack's configuration changed, or too old: again.
+                Some(c) => c.same_as.is_none() && c.at < fresh_after,
+            })
+            .filter(|j| !self.lanes.busy.contains(&j.meta.id))
             .filter(|j| {
                 self.lanes
                     .unanswered
@@ -394,25 +417,39 @@ impl Worker {
         }
     }
 
-    /// The concrete spec to install for `job`, when there is one and it is fresh: not
-    /// older than `concretize_max_age`, nor than Spack's configuration.
+    /// A concrete spec made before this is stale: older than `concretize_max_age`, or
+    /// than a file of Spack's configuration (an admin changed it since).
+    /// It costs a look at Spack's configuration directories: callers work it out once
+    /// for all the jobs they look at.
+    pub(super) fn fresh_after(&self) -> Timestamp {
+        if !self.concretizes() {
+            return Timestamp(0);
+        }
+        let now = Timestamp::now();
+        let by_age = Timestamp(
+            now.0
+                .saturating_sub(self.cfg.concretize_max_age.value.as_secs()),
+        );
+        let by_config = newest_mtime(&self.spack_config_paths())
+            .map(Timestamp::from_system)
+            .unwrap_or(Timestamp(0));
+        by_age.max(by_config)
+    }
+
+    /// The concrete spec to install for `job`, when there is one and it is fresh (see
+    /// [`Worker::fresh_after`]); else the install runs the spec and Spack concretizes it
+    /// again itself.
     pub(super) fn concrete_file(&self, job: &Job) -> Option<PathBuf> {
         let c = job.state.concrete.as_ref()?;
         if !self.concretizes() || DagHash::parse(&c.hash).is_none() {
             return None;
         }
+        if c.at < self.fresh_after() {
+            tracing::info!(job = %job.name(), "its concrete spec is older than Spack's configuration or concretize_max_age: installing the spec, which Spack concretizes again");
+            return None;
+        }
         let path = self.spool.concrete_path(&job.name());
-        let made = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-        let age = SystemTime::now().duration_since(made).unwrap_or_default();
-        if age > self.cfg.concretize_max_age.value {
-            return None;
-        }
-        let config = self.spack_config_paths();
-        if newest_mtime(&config).is_some_and(|t| t > made) {
-            tracing::info!(job = %job.name(), "Spack's configuration changed since it was concretized: installing the spec, not the old concrete spec");
-            return None;
-        }
-        Some(path)
+        path.is_file().then_some(path)
     }
 
     /// Where Spack installs: configured, else `PREFIX/opt/spack` of the Spack that runs.

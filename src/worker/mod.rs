@@ -1164,9 +1164,12 @@ impl Worker {
     }
 
     fn queue_state(&self) -> QueueState {
+        let fresh_after = self.fresh_after();
         queue::build(
             &self.spool,
-            self.pending.values().filter(|j| self.schedulable(j)),
+            self.pending
+                .values()
+                .filter(|j| self.schedulable(j, fresh_after)),
             self.running.values().map(|r| &r.job),
             &self.finished,
             &mut self.history.borrow_mut(),
