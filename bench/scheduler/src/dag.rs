@@ -628,10 +628,12 @@ impl Sim<'_> {
                 id: JobId(i as u64 + 1),
                 name: format!("{:06}-{}", i + 1, r.package),
                 package: r.package.clone(),
+                owner: format!("user{}", r.user),
                 priority: r.priority,
                 dependencies: r.deps.clone(),
                 after,
                 estimate,
+                timeout: None,
                 submitted_at: Timestamp(BASE + r.arrival),
             });
         }
@@ -640,6 +642,7 @@ impl Sim<'_> {
                 id: JobId(i as u64 + 1),
                 name: format!("{:06}-{}", i + 1, self.reqs[i].package),
                 package: self.reqs[i].package.clone(),
+                owner: format!("user{}", self.reqs[i].user),
             });
         }
         if self.mode == Mode::Today {
