@@ -120,6 +120,12 @@ fn the_install_runs_the_concrete_spec_that_was_checked() {
     );
     // Every node was built, once.
     assert_eq!(store(&s).lines().count(), 4, "{}", store(&s));
+    // The concretization's time is in the metrics.
+    let metrics = s.read("metrics.prom");
+    assert!(
+        metrics.contains("spack_installer_concretize_duration_seconds_count 1\n"),
+        "{metrics}"
+    );
     // cleanup removes the concrete spec with the job.
     let aged = rec
         .lines()

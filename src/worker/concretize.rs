@@ -60,6 +60,11 @@ pub struct Lanes {
 }
 
 impl Lanes {
+    /// How many lanes ask Spack now.
+    pub fn busy(&self) -> usize {
+        self.busy.len()
+    }
+
     /// Lanes that will look for work at once.
     pub fn new() -> Lanes {
         Lanes {
@@ -246,8 +251,11 @@ impl Worker {
     }
 
     /// A lane finished: act on what Spack said.
-    pub(super) fn on_concretized(&mut self, id: JobId, found: Found) {
+    pub(super) fn on_concretized(&mut self, id: JobId, found: Found, took: Duration) {
         self.lanes.busy.remove(&id);
+        if !matches!(found, Found::Unavailable(_)) {
+            self.metrics.concretized(took);
+        }
         self.lanes.look = true;
         let Some(job) = self.pending.get(&id) else {
             // Started, cancelled or failed meanwhile: the answer is moot.
@@ -487,14 +495,17 @@ fn spawn_lane(id: JobId, work: impl FnOnce() -> Found + Send + 'static, tx: Send
         .spawn({
             let tx = tx.clone();
             move || {
+                let t = Instant::now();
                 let found = work();
-                let _ = tx.send(Event::Concretized { id, found });
+                let took = t.elapsed();
+                let _ = tx.send(Event::Concretized { id, found, took });
             }
         });
     if let Err(e) = spawned {
         let _ = tx.send(Event::Concretized {
             id,
             found: Found::Unavailable(format!("cannot start a thread: {e}")),
+            took: Duration::ZERO,
         });
     }
 }

@@ -30,6 +30,7 @@ const INSTALL_BUCKETS: [f64; 11] = [
 const WAIT_BUCKETS: [f64; 10] = [
     1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0,
 ];
+const CONCRETIZE_BUCKETS: [f64; 8] = [1.0, 2.0, 5.0, 10.0, 20.0, 60.0, 300.0, 600.0];
 const FINAL: [State; 4] = [
     State::Done,
     State::Failed,
@@ -90,6 +91,12 @@ pub struct Snapshot {
     pub slots: usize,
     pub started_at: Timestamp,
     pub heartbeat: Timestamp,
+    /// The CPU budget local installs share (`cpus`), when there is one.
+    pub cpus: Option<usize>,
+    /// A memory or disk guard holds back installs now.
+    pub held_by_guard: bool,
+    /// `spack spec` runs now (the concretization stage's lanes in use).
+    pub concretizing: usize,
 }
 
 #[derive(Debug)]
@@ -97,6 +104,8 @@ pub struct Metrics {
     finished: BTreeMap<State, u64>,
     install: BTreeMap<String, Histogram>,
     wait: Histogram,
+    /// How long Spack took to answer the concretization stage.
+    concretize: Histogram,
     /// The last write failed: say so once, not at every heartbeat.
     failing: bool,
 }
@@ -123,6 +132,7 @@ impl Metrics {
             finished,
             install: BTreeMap::new(),
             wait: Histogram::new(&WAIT_BUCKETS),
+            concretize: Histogram::new(&CONCRETIZE_BUCKETS),
             failing: false,
         })
     }
@@ -145,6 +155,11 @@ impl Metrics {
                 .or_insert_with(|| Histogram::new(&INSTALL_BUCKETS))
                 .observe(s.until(f).as_secs() as f64);
         }
+    }
+
+    /// Spack answered the concretization stage about a job, after `took`.
+    pub fn concretized(&mut self, took: std::time::Duration) {
+        self.concretize.observe(took.as_secs_f64());
     }
 
     /// A job started: how long it waited since its submission.
@@ -189,6 +204,12 @@ impl Metrics {
         );
         self.wait
             .render(&mut o, &format!("{p}_queue_wait_seconds"), "");
+        let _ = writeln!(
+            o,
+            "# HELP {p}_concretize_duration_seconds How long `spack spec` and `spack find` took for the concretization stage, since the worker started.\n# TYPE {p}_concretize_duration_seconds histogram"
+        );
+        self.concretize
+            .render(&mut o, &format!("{p}_concretize_duration_seconds"), "");
         let up = !matches!(s.state, WorkerState::Stopped);
         let gauges = [
             (
@@ -225,6 +246,21 @@ impl Metrics {
                 "slots_in_use",
                 "How many installs run now.",
                 s.running as u64,
+            ),
+            (
+                "cpus",
+                "The CPU budget local installs share (0: none, as with Slurm or a dry run).",
+                s.cpus.unwrap_or(0) as u64,
+            ),
+            (
+                "held_by_guard",
+                "1 while a memory or disk guard keeps new installs from starting.",
+                u64::from(s.held_by_guard),
+            ),
+            (
+                "concretizing",
+                "How many `spack spec` run now for the concretization stage.",
+                s.concretizing as u64,
             ),
         ];
         for (name, help, v) in gauges {

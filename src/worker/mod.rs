@@ -85,6 +85,8 @@ pub enum Event {
     Concretized {
         id: JobId,
         found: concretize::Found,
+        /// How long Spack took to answer.
+        took: Duration,
     },
     /// The jobserver has a token for the install that waited for one.
     Token,
@@ -400,7 +402,7 @@ impl Worker {
                     Event::Rescan => rescan = true,
                     Event::Signal(s) => self.on_signal(s),
                     Event::Exited { id, exit } => self.on_exit(id, exit),
-                    Event::Concretized { id, found } => self.on_concretized(id, found),
+                    Event::Concretized { id, found, took } => self.on_concretized(id, found, took),
                     Event::Token => self.dirty = true,
                 }
             }
@@ -2047,6 +2049,9 @@ impl Worker {
             slots: self.slots(),
             started_at: self.started_at,
             heartbeat: st.heartbeat,
+            cpus: self.jobserver.as_ref().map(Jobserver::cpus),
+            held_by_guard: self.waiting.is_some(),
+            concretizing: self.lanes.busy(),
         };
         let dir = self
             .cfg
