@@ -19,37 +19,37 @@ pub mod metrics;
 pub mod notify;
 pub mod recovery;
 pub mod signals;
+mod status;
 pub mod watch;
 
-use crate::config::ExecutorKind;
-use crate::config::{Config, DependencyFailure};
+use crate::config::{Config, DependencyFailure, ExecutorKind};
 use crate::error::{Error, IoContext, Result};
-use crate::executor::budget::{self, Jobserver};
+use crate::executor::budget::Jobserver;
+use crate::executor::dry_run::DryRunExecutor;
+use crate::executor::local::{LocalExecutor, with_makeflags};
 use crate::executor::progress::last_error_line;
-use crate::executor::{
-    Executor, Exit, Handle, Launch, Reattach, clean_env,
-    dry_run::DryRunExecutor,
-    local::{LocalExecutor, with_makeflags},
-    slurm::SlurmExecutor,
-};
-use crate::identity;
+use crate::executor::slurm::SlurmExecutor;
+use crate::executor::{Executor, Exit, Handle, Launch, Reattach, budget, clean_env};
 use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
-use crate::queue::{self, FinishedIndex};
-use crate::scheduler::{self, Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness};
-use crate::spool::intake::{self, Outcome, Receipt, Verdict};
+use crate::queue::FinishedIndex;
+use crate::scheduler::{Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness};
+use crate::spool::intake::{Outcome, Receipt, Verdict};
 use crate::spool::lock::WorkerLock;
 use crate::spool::status::{Paused, WorkerState, WorkerStatus};
-use crate::spool::transition::Durable::{self, Content};
-use crate::spool::transition::{self, move_job, move_job_as, rewrite, rewrite_as};
+use crate::spool::transition::Durable::Content;
+use crate::spool::transition::{Durable, move_job, move_job_as, rewrite, rewrite_as};
 use crate::spool::{
-    COUNTER_FILE, Dir, JOB_MARKER_ENV, PAUSED_FILE, STATUS_FILE, Spool, layout, store,
+    COUNTER_FILE, Dir, JOB_MARKER_ENV, PAUSED_FILE, Spool, intake, layout, store, transition,
 };
 use crate::time::Timestamp;
+use crate::{identity, queue, scheduler};
+use status::RECENT;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 /// Files found by a rescan (not named by an event) must be this old, so a file that a
@@ -61,8 +61,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// jobs again; the rest wait for the next pass, at once. Owners take turns within a pass
 /// ([`fair_order`]).
 const INTAKE_BATCH: usize = 64;
-/// How many finished jobs `worker.toml` lists.
-const RECENT: usize = 10;
 /// The first and the longest wait before trying Slurm again after it refused a job.
 const CLUSTER_BACKOFF_MIN: Duration = Duration::from_secs(2);
 const CLUSTER_BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -145,9 +143,6 @@ struct PlanCache {
 /// they depend on changed: long enough that a deep queue of short jobs is not re-ranked
 /// for every install, short next to any aging the ranking knows (hours).
 const PLAN_REUSE: Duration = Duration::from_secs(1);
-
-/// The least time between two writes of `worker.toml` for jobs starting and ending.
-const STATUS_GAP: Duration = Duration::from_millis(100);
 
 pub struct Worker {
     spool: Spool,
@@ -545,16 +540,6 @@ impl Worker {
                 }
             }
             Err(e) => tracing::warn!("stale temp files not removed: {e}"),
-        }
-    }
-
-    fn current_state(&self) -> WorkerState {
-        if self.draining {
-            WorkerState::Draining
-        } else if self.paused {
-            WorkerState::Paused
-        } else {
-            WorkerState::Running
         }
     }
 
@@ -1993,68 +1978,6 @@ impl Worker {
             }
             _ => {}
         }
-    }
-
-    /// A job started or ended: write `worker.toml` now, or, if it was written less than
-    /// [`STATUS_GAP`] ago, by then. A queue of short jobs then rewrites it ten times a
-    /// second, not twice per job.
-    fn status_changed(&mut self) {
-        let due = self.last_heartbeat + STATUS_GAP;
-        if Instant::now() >= due {
-            self.write_status(self.current_state());
-        } else {
-            self.status_due = Some(due);
-        }
-    }
-
-    fn write_status(&mut self, state: WorkerState) {
-        self.last_heartbeat = Instant::now();
-        self.status_due = None;
-        let st = WorkerStatus {
-            pid: std::process::id(),
-            started_at: self.started_at,
-            heartbeat: Timestamp::now(),
-            state,
-            running: self
-                .running
-                .values()
-                .map(|r| r.job.meta.name.clone())
-                .collect(),
-            recent: self.recent.iter().cloned().collect(),
-            dry_run: self.opts.dry_run,
-            max_parallel: self.cfg.max_parallel.value,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            holder: None,
-            cpus: self.jobserver.as_ref().map(Jobserver::cpus),
-            waiting: self.waiting.clone(),
-        };
-        let text = toml::to_string(&st).expect("status serializes");
-        if let Err(e) = transition::replace(
-            &self.spool,
-            &self.spool.file(STATUS_FILE),
-            text.as_bytes(),
-            false,
-        ) {
-            tracing::debug!("status not written: {e}");
-        }
-        let snapshot = metrics::Snapshot {
-            state,
-            pending: self.pending.len(),
-            running: self.running.len(),
-            slots: self.slots(),
-            started_at: self.started_at,
-            heartbeat: st.heartbeat,
-        };
-        let dir = self
-            .cfg
-            .metrics_dir
-            .value
-            .clone()
-            .unwrap_or_else(|| self.spool.root().to_path_buf());
-        self.metrics.write(&dir, &snapshot);
-        let running: Vec<JobName> = self.running.values().map(|r| r.job.name()).collect();
-        let every = notify::heartbeat_every(self.cfg.heartbeat_interval.value);
-        notify::heartbeat(&self.spool, state, &running, every);
     }
 }
 
