@@ -12,6 +12,7 @@
 //! `cpus` and joins the worker's jobserver, and none starts while free memory or disk is
 //! below its guard (the reason is in `worker.toml`; it is checked again at every wake-up).
 
+mod cluster;
 pub mod concretize;
 pub mod hooks;
 pub mod mail;
@@ -29,7 +30,7 @@ use crate::executor::dry_run::DryRunExecutor;
 use crate::executor::local::{LocalExecutor, with_makeflags};
 use crate::executor::progress::last_error_line;
 use crate::executor::slurm::SlurmExecutor;
-use crate::executor::{Executor, Exit, Handle, Launch, Reattach, budget, clean_env};
+use crate::executor::{Executor, Exit, Handle, Launch, budget, clean_env};
 use crate::job::{Body, Job, JobFile, JobId, JobName, Request, RequestFile, State};
 use crate::queue::FinishedIndex;
 use crate::scheduler::{Outcome as SchedOutcome, PendingJob, Policy, QueueState, Readiness};
@@ -43,6 +44,7 @@ use crate::spool::{
 };
 use crate::time::Timestamp;
 use crate::{identity, queue, scheduler};
+use cluster::{CLUSTER_BACKOFF_MIN, WAITING_FOR_SLURM, queued_in_slurm};
 use status::RECENT;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Write;
@@ -61,11 +63,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// jobs again; the rest wait for the next pass, at once. Owners take turns within a pass
 /// ([`fair_order`]).
 const INTAKE_BATCH: usize = 64;
-/// The first and the longest wait before trying Slurm again after it refused a job.
-const CLUSTER_BACKOFF_MIN: Duration = Duration::from_secs(2);
-const CLUSTER_BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// How the reason of a job that waits for Slurm to take it begins.
-pub const WAITING_FOR_SLURM: &str = "waiting for Slurm: ";
 
 /// What wakes the loop.
 #[derive(Debug)]
@@ -209,7 +206,7 @@ pub struct Worker {
     /// Slurm did not take the last job (see [`Worker::cluster_unavailable`]): start
     /// nothing before then.
     cluster_retry_at: Option<Instant>,
-    /// The wait after the next refusal: doubles, up to [`CLUSTER_BACKOFF_MAX`].
+    /// The wait after the next refusal: doubles, up to [`cluster::CLUSTER_BACKOFF_MAX`].
     cluster_backoff: Duration,
     /// Told to stop and leave the installs in Slurm running (SIGUSR1).
     detaching: bool,
@@ -1766,140 +1763,12 @@ impl Worker {
         self.recent.truncate(RECENT);
     }
 
-    // ---- installs that outlive the worker (Slurm) ----------------------------------
-
     /// How many installs may run at once: the executor's own limit (Slurm's
     /// `max_jobs`: the worker runs nothing itself then), else `max_parallel`.
     fn slots(&self) -> usize {
         self.executor
             .max_jobs()
             .unwrap_or(self.cfg.max_parallel.value)
-    }
-
-    /// Write where the install runs (the Slurm job ID) into `running/NAME`. A failed
-    /// write is retried by nobody, but the job is tracked in memory, and a restarted
-    /// worker finds it again by name.
-    fn record_placement(&mut self, job: &mut Job, handle: &Handle) {
-        if handle.slurm.is_none() || handle.slurm == job.state.slurm {
-            return;
-        }
-        job.state.slurm = handle.slurm.clone();
-        if let Err(e) = rewrite(&self.spool, Dir::Running, job) {
-            self.io_error(e);
-        }
-    }
-
-    /// Slurm did not take the job (`sbatch` failed: the controller or munge is down, the
-    /// partition inactive...). That is no fault of the job: it goes back to `pending/`
-    /// with Slurm's message as its reason (this attempt not counted), and nothing is
-    /// started until a back-off (2 s, doubling to 60 s) has passed; then the best job is
-    /// tried again, so the queue moves on by itself once Slurm is back.
-    fn cluster_unavailable(&mut self, id: JobId, mut job: Job, log: &std::path::Path, why: String) {
-        let name = job.name();
-        let wait = self.cluster_backoff;
-        self.cluster_backoff = (wait * 2).min(CLUSTER_BACKOFF_MAX);
-        self.cluster_retry_at = Some(Instant::now() + wait);
-        append_log(
-            log,
-            &format!(
-                "==> spack-installer: Slurm did not take it: {why}\n==> spack-installer: back to pending; trying Slurm again in {}\n",
-                humantime::format_duration(wait)
-            ),
-        );
-        tracing::warn!(job_id = id.0, job = %name, "Slurm did not take it: {why}; it waits in pending/, trying again in {wait:?}");
-        job.state.attempts = job.state.attempts.saturating_sub(1);
-        job.state.slurm = None;
-        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
-        match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
-            Ok(()) => {
-                self.pending.insert(id, job);
-                self.pending_mtime.remove(&id);
-            }
-            // Left in running/ marked pending: the rescan (or recovery) moves it back.
-            Err(e) => self.io_error(e),
-        }
-        self.changed();
-        self.status_changed();
-    }
-
-    /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
-    /// previous worker. Follow each one again, or requeue it if Slurm never got it.
-    fn reattach_all(&mut self, names: Vec<JobName>) -> Result<()> {
-        for name in names {
-            let mut job = store::read(&self.spool, Dir::Running, &name)?;
-            let id = job.meta.id;
-            let tx = self.tx.clone();
-            let on_exit = Box::new(move |exit| {
-                let _ = tx.send(Event::Exited { id, exit });
-            });
-            match self.executor.reattach(&job, on_exit).map_err(|e| {
-                Error::Other(format!(
-                    "cannot tell whether Slurm still runs {name}: {e}; \
-                     the worker starts only once it can (so no job is submitted twice)"
-                ))
-            })? {
-                Reattach::Attached(handle) => {
-                    self.record_placement(&mut job, &handle);
-                    self.running
-                        .insert(id, Running::new(job, handle, Instant::now(), None));
-                }
-                Reattach::NeverSubmitted => {
-                    tracing::warn!(job = %name, "Slurm never got it; requeueing by the usual rule");
-                    job.state.slurm = None;
-                    rewrite(&self.spool, Dir::Running, &job)?;
-                    let mut r = recovery::Recovered::default();
-                    recovery::resolve_running(&self.spool, &name, &mut r)?;
-                    for a in r.actions {
-                        tracing::warn!("recovery: {a}");
-                    }
-                }
-                Reattach::Unsupported => tracing::warn!(
-                    job = %name,
-                    "was handed to Slurm, but the executor is now {}: left in running/; \
-                     set executor = \"slurm\" so the worker follows it",
-                    self.executor.kind()
-                ),
-            }
-        }
-        Ok(())
-    }
-
-    /// Once per check interval: one query for all installs in the batch system; their
-    /// ends arrive as `Event::Exited`, their nodes are written into their records.
-    fn track_cluster(&mut self) {
-        for p in self.executor.track() {
-            let Some(r) = self
-                .running
-                .values_mut()
-                .find(|r| r.job.meta.name == p.name)
-            else {
-                continue;
-            };
-            // RAN counts from when Slurm started it (again, after Slurm requeued it),
-            // not from sbatch: a wait in Slurm's queue is waiting.
-            let was = r.job.state.slurm.as_ref().and_then(|s| s.state.clone());
-            let ran_before = r.job.state.slurm.as_ref().is_some_and(|s| s.node.is_some());
-            if p.slurm.state.as_deref() == Some("RUNNING") && was.as_deref() != Some("RUNNING") {
-                r.job.state.started_at = Some(Timestamp::now());
-                // Slurm had run it (it had a node) and requeued it (node failure,
-                // `scontrol requeue`): Spack starts again, and that is another attempt.
-                if ran_before && was.is_some() {
-                    r.job.state.attempts += 1;
-                    let line = format!(
-                        "==> spack-installer: Slurm requeued it and runs it again: attempt {} started {}\n",
-                        r.job.state.attempts,
-                        Timestamp::now()
-                    );
-                    append_log(&self.spool.log_path(&r.job.name()), &line);
-                    tracing::warn!(job = %p.name, attempt = r.job.state.attempts, "Slurm requeued it and runs it again");
-                }
-            }
-            r.job.state.slurm = Some(p.slurm);
-            let job = r.job.clone();
-            if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
-                tracing::warn!("could not record where {} runs: {e}", p.name);
-            }
-        }
     }
 
     // ---- signals and status --------------------------------------------------------
@@ -2011,14 +1880,6 @@ fn fair_order(spool: &Spool, names: Vec<String>) -> Vec<String> {
             return out;
         }
     }
-}
-
-/// Whether Slurm, when last asked, still had the job queued (not started).
-fn queued_in_slurm(job: &Job) -> bool {
-    job.state
-        .slurm
-        .as_ref()
-        .is_some_and(|s| s.state.as_deref() == Some("PENDING"))
 }
 
 /// The executor: dry-run, local child processes, or Slurm batch jobs.
