@@ -11,7 +11,7 @@ use crate::job::{Job, JobFile, JobId, JobName, State};
 use crate::queue::FinishedIndex;
 use crate::scheduler::{PendingJob, Readiness};
 use crate::spool::intake::Verdict;
-use crate::spool::{COUNTER_FILE, Dir, Spool, intake, store, transition};
+use crate::spool::{COUNTER_FILE, Dir, Spool, claim, intake, store, transition};
 use crate::time::Timestamp;
 use crate::{identity, scheduler};
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -194,12 +194,7 @@ impl Worker {
         let mut claims = Vec::new();
         for ticket in jobs {
             let id = JobId(self.next_id);
-            match transition::claim(
-                &self.spool,
-                &ticket,
-                &intake::claim_name(id, &ticket),
-                false,
-            ) {
+            match transition::claim(&self.spool, &ticket, &claim::claim_name(id, &ticket), false) {
                 Ok(()) => {
                     self.next_id += 1;
                     claims.push((id, ticket));
@@ -225,7 +220,7 @@ impl Worker {
             }
         }
         for ticket in requests {
-            let claim = intake::request_claim_name(&ticket);
+            let claim = claim::request_claim_name(&ticket);
             match transition::claim(&self.spool, &ticket, &claim, true) {
                 Ok(()) => self.process_request(&ticket),
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
@@ -312,23 +307,20 @@ impl Worker {
 
     /// Intake step 3: open the claimed file safely and decide.
     fn judge(&self, id: JobId, ticket: &str, now: Timestamp) -> (Option<u32>, Verdict) {
-        let path = self
-            .spool
-            .dir(Dir::Tmp)
-            .join(intake::claim_name(id, ticket));
+        let path = self.spool.dir(Dir::Tmp).join(claim::claim_name(id, ticket));
         if let Some(reason) = intake::bad_ticket_name(ticket) {
             let owner = std::fs::symlink_metadata(&path).ok().map(|m| m.uid());
             return (
                 owner,
                 Verdict::Reject {
                     reason,
-                    original: intake::open_claimed(&path)
+                    original: claim::open_claimed(&path)
                         .map(|o| o.text)
                         .unwrap_or_default(),
                 },
             );
         }
-        match intake::open_claimed(&path) {
+        match claim::open_claimed(&path) {
             Err(refused) => (
                 refused.owner_uid,
                 Verdict::Reject {

@@ -13,7 +13,7 @@ use crate::scheduler::Outcome as SchedOutcome;
 use crate::spool::intake::{Outcome, Receipt};
 use crate::spool::status::Paused;
 use crate::spool::transition::{move_job, rewrite};
-use crate::spool::{Dir, PAUSED_FILE, intake, store, transition};
+use crate::spool::{Dir, PAUSED_FILE, claim, intake, store, transition};
 use crate::time::Timestamp;
 use std::time::Instant;
 
@@ -22,9 +22,9 @@ impl Worker {
         let path = self
             .spool
             .dir(Dir::Tmp)
-            .join(intake::request_claim_name(ticket));
+            .join(claim::request_claim_name(ticket));
         let now = Timestamp::now();
-        let opened = intake::open_claimed(&path);
+        let opened = claim::open_claimed(&path);
         let requester = match &opened {
             Ok(o) => Some(o.owner_uid),
             Err(r) => r.owner_uid,
