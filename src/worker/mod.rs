@@ -11,6 +11,22 @@
 //! Local installs share one build budget (`executor::budget`): each gets a `-j` share of
 //! `cpus` and joins the worker's jobserver, and none starts while free memory or disk is
 //! below its guard (the reason is in `worker.toml`; it is checked again at every wake-up).
+//!
+//! The worker is a pipeline of stages, each an `impl Worker` block in a file of its own
+//! that changes for one reason; this file holds the struct, [`Worker::start`], and the
+//! loop ([`Worker::run`]) that only routes events and decides what runs next:
+//!
+//! - `intake`: scans and claims of `incoming/`, judging job files, receipts, the
+//!   intake side of requests, and `pending/` as the disk has it;
+//! - [`concretize`]: what Spack says a pending job will build, in lanes of its own;
+//! - `dispatch`: plans from the [`scheduler`](crate::scheduler), starts, slots, the
+//!   build budget's guards, deadlines;
+//! - `finish`: how a job ends (an install's exit, or no install), recorded from the disk;
+//! - `requests`: cancel, priority, pause, resume;
+//! - `status`: `worker.toml`, `metrics.prom` and the watchdog;
+//! - `cluster`: the Slurm glue (re-attach, tracking, the back-off after a refusal);
+//! - [`signals`]: what a signal does; [`recovery`] at start; after a job ends,
+//!   [`hooks`] and [`mail`].
 
 mod cluster;
 pub mod concretize;
@@ -57,6 +73,7 @@ use std::time::{Duration, Instant};
 pub const SETTLE: Duration = Duration::from_secs(2);
 /// How often the worker removes old receipts (and once at start).
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// What wakes the loop.
 #[derive(Debug)]
 pub enum Event {
@@ -157,7 +174,8 @@ pub struct Worker {
     backoff: Duration,
     /// Claims whose record could not be written yet (an I/O error): retried after backoff.
     stuck_claims: Vec<(JobId, String)>,
-    /// `incoming/` entries found but left for the next pass of intake ([`intake::INTAKE_BATCH`]).
+    /// `incoming/` entries found but left for the next pass of intake
+    /// ([`intake::INTAKE_BATCH`]).
     intake_backlog: Vec<String>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
