@@ -1,4 +1,4 @@
-//! The dispatch stage: what runs next. It asks the [`scheduler`](crate::scheduler) for a
+//! The dispatch stage: what runs next. It asks the [`scheduler`] for a
 //! plan of the queue when something the plan depends on changed, keeps its ready jobs for
 //! a moment ([`PLAN_REUSE`]), and starts the best of them while slots, the memory and
 //! disk guards and the jobserver allow (`start_job`: pending → running, then Spack). It

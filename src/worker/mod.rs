@@ -19,7 +19,7 @@
 //! - `intake`: scans and claims of `incoming/`, judging job files, receipts, the
 //!   intake side of requests, and `pending/` as the disk has it;
 //! - [`concretize`]: what Spack says a pending job will build, in lanes of its own;
-//! - `dispatch`: plans from the [`scheduler`](crate::scheduler), starts, slots, the
+//! - `dispatch`: plans from the [`scheduler`], starts, slots, the
 //!   build budget's guards, deadlines;
 //! - `finish`: how a job ends (an install's exit, or no install), recorded from the disk;
 //! - `requests`: cancel, priority, pause, resume;
@@ -175,7 +175,7 @@ pub struct Worker {
     /// Claims whose record could not be written yet (an I/O error): retried after backoff.
     stuck_claims: Vec<(JobId, String)>,
     /// `incoming/` entries found but left for the next pass of intake
-    /// ([`intake::INTAKE_BATCH`]).
+    /// (`intake::INTAKE_BATCH`).
     intake_backlog: Vec<String>,
     /// The queue changed since the last plan (a plan is made only then).
     dirty: bool,
@@ -206,7 +206,7 @@ pub struct Worker {
     /// Slurm did not take the last job (see [`Worker::cluster_unavailable`]): start
     /// nothing before then.
     cluster_retry_at: Option<Instant>,
-    /// The wait after the next refusal: doubles, up to [`cluster::CLUSTER_BACKOFF_MAX`].
+    /// The wait after the next refusal: doubles, up to `cluster::CLUSTER_BACKOFF_MAX`.
     cluster_backoff: Duration,
     /// Told to stop and leave the installs in Slurm running (SIGUSR1).
     detaching: bool,

@@ -6,7 +6,7 @@
 //! re-attach; with the local executor it means the same as the first SIGTERM.
 //!
 //! The forwarding thread only sends; what a signal does is decided on the main loop
-//! ([`Worker::on_signal`]), which only sets the worker's stop state, reloads the config
+//! (`Worker::on_signal`), which only sets the worker's stop state, reloads the config
 //! or asks the executor to stop installs: their ends are recorded by the finish stage.
 
 use super::{Event, StopReason, Worker, resolve_spack};
