@@ -11,7 +11,8 @@
 //! Layers, from the bottom: [`error`] and [`identity`] (users and groups); [`job`] (the
 //! file format: `JobFile` as parsed, `Submission` as validated, `Job` as recorded);
 //! [`spool`] (paths, modes, locking, transitions, intake, reading); [`config`];
-//! [`scheduler`]; [`executor`]; [`worker`]; [`cli`].
+//! [`scheduler`]; [`executor`]; [`worker`] (a pipeline of stage files: intake,
+//! concretize, dispatch, finish; requests; status); [`cli`].
 
 pub mod cli;
 pub mod concrete;

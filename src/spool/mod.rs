@@ -1,9 +1,11 @@
 //! The on-disk protocol of `spool-layout.md`: where everything is ([`Spool`], [`Dir`]),
 //! how the spool is created and checked ([`layout`]), the only code that renames files
 //! between states ([`transition`]), the worker's singleton lock ([`lock`]), how files
-//! are taken from `incoming/` ([`intake`]), the worker's status file ([`status`]), and
+//! are taken from `incoming/` ([`intake`]) under the claim names and by the safe open
+//! that [`claim`] keeps for it and the readers, the worker's status file ([`status`]), and
 //! how jobs are read back ([`store`]).
 
+pub mod claim;
 pub mod intake;
 pub mod layout;
 pub mod lock;

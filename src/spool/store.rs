@@ -87,7 +87,7 @@ pub fn is_request_ticket(name: &str) -> bool {
 /// a link, never blocking on a FIFO, only a regular file within the size limit. Anything
 /// else is `None`: a member may have dropped it there to trap readers.
 pub fn read_incoming(spool: &Spool, ticket: &str) -> Option<String> {
-    super::intake::open_claimed(&spool.dir(Dir::Incoming).join(ticket))
+    super::claim::open_claimed(&spool.dir(Dir::Incoming).join(ticket))
         .ok()
         .map(|o| o.text)
 }
@@ -119,7 +119,7 @@ pub fn highest_id(spool: &Spool) -> Result<u64> {
         if let Some((id, _)) = e
             .file_name()
             .to_str()
-            .and_then(super::intake::parse_claim_name)
+            .and_then(super::claim::parse_claim_name)
         {
             max = max.max(id.0);
         }

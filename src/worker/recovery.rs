@@ -4,7 +4,7 @@
 
 use crate::error::{IoContext, Result};
 use crate::job::{Job, JobId, JobName, State};
-use crate::spool::intake::parse_claim_name;
+use crate::spool::claim::parse_claim_name;
 use crate::spool::store;
 use crate::spool::transition::{self, move_job, rewrite};
 use crate::spool::{COUNTER_FILE, Dir, JOB_MARKER_ENV, REQUEST_CLAIM_PREFIX, Spool};

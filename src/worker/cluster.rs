@@ -1,0 +1,163 @@
+//! The Slurm glue: installs that outlive the worker. At start, the `running/` jobs a
+//! previous worker handed to Slurm are followed again (or requeued if Slurm never got
+//! them); once per check interval one query tracks where they run; a refused `sbatch`
+//! sends the job back to `pending/` and holds all starts for a back-off. Which job runs
+//! next is not decided here, and a job's end is recorded by the finish stage.
+
+use super::{Event, Running, Worker, append_log, recovery};
+use crate::error::{Error, Result};
+use crate::executor::{Handle, Reattach};
+use crate::job::{Job, JobId, JobName};
+use crate::spool::transition::rewrite;
+use crate::spool::{Dir, store};
+use crate::time::Timestamp;
+use std::time::{Duration, Instant};
+
+/// The first and the longest wait before trying Slurm again after it refused a job.
+pub(super) const CLUSTER_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const CLUSTER_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// How the reason of a job that waits for Slurm to take it begins.
+pub(super) const WAITING_FOR_SLURM: &str = "waiting for Slurm: ";
+
+/// Whether Slurm, when last asked, still had the job queued (not started).
+pub(super) fn queued_in_slurm(job: &Job) -> bool {
+    job.state
+        .slurm
+        .as_ref()
+        .is_some_and(|s| s.state.as_deref() == Some("PENDING"))
+}
+
+impl Worker {
+    /// Write where the install runs (the Slurm job ID) into `running/NAME`. A failed
+    /// write is retried by nobody, but the job is tracked in memory, and a restarted
+    /// worker finds it again by name.
+    pub(super) fn record_placement(&mut self, job: &mut Job, handle: &Handle) {
+        if handle.slurm.is_none() || handle.slurm == job.state.slurm {
+            return;
+        }
+        job.state.slurm = handle.slurm.clone();
+        if let Err(e) = rewrite(&self.spool, Dir::Running, job) {
+            self.io_error(e);
+        }
+    }
+
+    /// Slurm did not take the job (`sbatch` failed: the controller or munge is down, the
+    /// partition inactive...). That is no fault of the job: it goes back to `pending/`
+    /// with Slurm's message as its reason (this attempt not counted), and nothing is
+    /// started until a back-off (2 s, doubling to 60 s) has passed; then the best job is
+    /// tried again, so the queue moves on by itself once Slurm is back.
+    pub(super) fn cluster_unavailable(
+        &mut self,
+        id: JobId,
+        mut job: Job,
+        log: &std::path::Path,
+        why: String,
+    ) {
+        let name = job.name();
+        let wait = self.cluster_backoff;
+        self.cluster_backoff = (wait * 2).min(CLUSTER_BACKOFF_MAX);
+        self.cluster_retry_at = Some(Instant::now() + wait);
+        append_log(
+            log,
+            &format!(
+                "==> spack-installer: Slurm did not take it: {why}\n==> spack-installer: back to pending; trying Slurm again in {}\n",
+                humantime::format_duration(wait)
+            ),
+        );
+        tracing::warn!(job_id = id.0, job = %name, "Slurm did not take it: {why}; it waits in pending/, trying again in {wait:?}");
+        job.state.attempts = job.state.attempts.saturating_sub(1);
+        job.state.slurm = None;
+        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
+        match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
+            Ok(()) => {
+                self.pending.insert(id, job);
+                self.pending_mtime.remove(&id);
+            }
+            // Left in running/ marked pending: the rescan (or recovery) moves it back.
+            Err(e) => self.io_error(e),
+        }
+        self.changed();
+        self.status_changed();
+    }
+
+    /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
+    /// previous worker. Follow each one again, or requeue it if Slurm never got it.
+    pub(super) fn reattach_all(&mut self, names: Vec<JobName>) -> Result<()> {
+        for name in names {
+            let mut job = store::read(&self.spool, Dir::Running, &name)?;
+            let id = job.meta.id;
+            let tx = self.tx.clone();
+            let on_exit = Box::new(move |exit| {
+                let _ = tx.send(Event::Exited { id, exit });
+            });
+            match self.executor.reattach(&job, on_exit).map_err(|e| {
+                Error::Other(format!(
+                    "cannot tell whether Slurm still runs {name}: {e}; \
+                     the worker starts only once it can (so no job is submitted twice)"
+                ))
+            })? {
+                Reattach::Attached(handle) => {
+                    self.record_placement(&mut job, &handle);
+                    self.running
+                        .insert(id, Running::new(job, handle, Instant::now(), None));
+                }
+                Reattach::NeverSubmitted => {
+                    tracing::warn!(job = %name, "Slurm never got it; requeueing by the usual rule");
+                    job.state.slurm = None;
+                    rewrite(&self.spool, Dir::Running, &job)?;
+                    let mut r = recovery::Recovered::default();
+                    recovery::resolve_running(&self.spool, &name, &mut r)?;
+                    for a in r.actions {
+                        tracing::warn!("recovery: {a}");
+                    }
+                }
+                Reattach::Unsupported => tracing::warn!(
+                    job = %name,
+                    "was handed to Slurm, but the executor is now {}: left in running/; \
+                     set executor = \"slurm\" so the worker follows it",
+                    self.executor.kind()
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Once per check interval: one query for all installs in the batch system; their
+    /// ends arrive as `Event::Exited`, their nodes are written into their records.
+    pub(super) fn track_cluster(&mut self) {
+        for p in self.executor.track() {
+            let Some(r) = self
+                .running
+                .values_mut()
+                .find(|r| r.job.meta.name == p.name)
+            else {
+                continue;
+            };
+            // RAN counts from when Slurm started it (again, after Slurm requeued it),
+            // not from sbatch: a wait in Slurm's queue is waiting.
+            let was = r.job.state.slurm.as_ref().and_then(|s| s.state.clone());
+            let ran_before = r.job.state.slurm.as_ref().is_some_and(|s| s.node.is_some());
+            if p.slurm.state.as_deref() == Some("RUNNING") && was.as_deref() != Some("RUNNING") {
+                r.job.state.started_at = Some(Timestamp::now());
+                // Slurm had run it (it had a node) and requeued it (node failure,
+                // `scontrol requeue`): Spack starts again, and that is another attempt.
+                if ran_before && was.is_some() {
+                    r.job.state.attempts += 1;
+                    let line = format!(
+                        "==> spack-installer: Slurm requeued it and runs it again: attempt {} started {}\n",
+                        r.job.state.attempts,
+                        Timestamp::now()
+                    );
+                    append_log(&self.spool.log_path(&r.job.name()), &line);
+                    tracing::warn!(job = %p.name, attempt = r.job.state.attempts, "Slurm requeued it and runs it again");
+                }
+            }
+            r.job.state.slurm = Some(p.slurm);
+            let job = r.job.clone();
+            if let Err(e) = rewrite(&self.spool, Dir::Running, &job) {
+                tracing::warn!("could not record where {} runs: {e}", p.name);
+            }
+        }
+    }
+}
