@@ -435,3 +435,18 @@ fn two_jobs_that_would_build_a_node_in_common_do_not_run_at_once() {
     let first = if h.0 < n.0 { h } else { n };
     assert!(b.0 < first.1, "bzip2 {b:?} waited for {first:?}");
 }
+
+#[test]
+fn submit_does_not_wait_for_spack_when_the_worker_runs_dry() {
+    let s = spool("background", "");
+    let mut w = s.spawn_worker(&["--dry-run"]);
+    s.ok(&["pause"]);
+    // The worker asks Spack nothing in a dry run: submit must not wait for an answer
+    // (it would wait its whole 30 s for one that never comes).
+    let t = std::time::Instant::now();
+    let out = s.ok(&["submit", "zlib"]);
+    assert!(out.contains("queued as 000001-zlib"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    s.ok(&["worker", "stop"]);
+    w.wait(Duration::from_secs(20));
+}

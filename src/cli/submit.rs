@@ -280,7 +280,9 @@ const CONCRETIZE_WAIT: Duration = Duration::from_secs(30);
 fn await_concretized(ctx: &Ctx, results: &mut [Submitted]) -> Result<()> {
     use notify::{RecursiveMode, Watcher};
     let cfg = ctx.config()?;
-    if cfg.concretize.value == crate::config::Concretize::Off {
+    // A worker in dry-run mode asks Spack nothing.
+    let dry_run = crate::spool::status::WorkerStatus::read(&ctx.spool).is_some_and(|w| w.dry_run);
+    if cfg.concretize.value == crate::config::Concretize::Off || dry_run {
         return Ok(());
     }
     let (tx, rx) = std::sync::mpsc::channel();
