@@ -909,7 +909,9 @@ where
         }
         let before: Vec<K> = places.iter().map(|&p| order[p].clone()).collect();
         let served = |name: &str| q.last_start.get(name).map_or(0, |t| t.0.saturating_add(1));
-        let mut this_plan: FastMap<&str, u64> = FastMap::default();
+        // When each owner was last served: before this plan, then by the places it deals
+        // (by owner index, so the scan below hashes no names).
+        let mut when: Vec<u64> = owners.iter().map(|(name, _)| served(name)).collect();
         // Each owner's use and discount, changed only when it is dealt a place.
         let mut discount: Vec<(f64, f64)> = owners
             .iter()
@@ -922,13 +924,13 @@ where
             // The owner whose next job is worth most after the discount (few owners:
             // a scan is cheaper than keeping a heap up to date).
             let mut best: Option<(f64, f64, u64, usize, usize)> = None;
-            for (o, (name, jobs)) in owners.iter().enumerate() {
+            for (o, (_, jobs)) in owners.iter().enumerate() {
                 let Some(&(place, i)) = jobs.front() else {
                     continue;
                 };
                 let (u, factor) = discount[o];
                 let worth = ratio(i) * factor;
-                let when = this_plan.get(name).copied().unwrap_or_else(|| served(name));
+                let when = when[o];
                 let better = match best {
                     None => true,
                     Some((bw, bu, bwhen, bplace, _)) => {
@@ -955,7 +957,7 @@ where
                 before[places.binary_search(&place).expect("a place of the class")].clone();
             *used.entry(name).or_default() += 1.0;
             discount[o] = (u + 1.0, base.powf(-(u + 1.0)));
-            this_plan.insert(name, u64::MAX - (places.len() - dealt) as u64);
+            when[o] = u64::MAX - (places.len() - dealt) as u64;
         }
     }
     turns
