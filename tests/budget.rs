@@ -9,9 +9,8 @@ use nix::unistd::Pid;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
-use support::{TestSpool, root_or_skip, wait_until};
+use support::{SmallFs, TestSpool, root_or_skip, wait_until};
 
 /// A spool whose installs run `steps` compile steps of `secs` each through make.
 fn make_spool(config: &str, steps: u32, secs: &str) -> (TestSpool, PathBuf) {
@@ -164,33 +163,6 @@ fn a_second_install_waits_for_a_token_its_make_cannot_have() {
     assert_eq!(s.ls("done").len(), 2, "failed: {:?}", s.ls("failed"));
     let max = max_overlap(&log, None);
     assert!(max <= 2, "{max} compile steps at once on 2 CPUs");
-}
-
-/// A tmpfs of `size` mounted on a temp dir; unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn new(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs failed");
-        SmallFs { dir }
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 #[test]

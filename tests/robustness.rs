@@ -6,9 +6,8 @@ mod support;
 use nix::sys::signal::Signal;
 use std::fs;
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
-use support::{TestSpool, wait_until};
+use support::{SmallFs, TestSpool, wait_until};
 
 #[test]
 fn without_inotify_the_rescan_finds_jobs() {
@@ -143,42 +142,6 @@ fn cpu_ticks(pid: i32) -> u64 {
         .split_whitespace()
         .collect();
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-/// A tmpfs of `size` mounted on a temp dir; unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn new(size: &str) -> SmallFs {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs failed");
-        SmallFs { dir }
-    }
-    /// Fill it up; returns the filler to free the space again.
-    fn fill(&self) -> std::path::PathBuf {
-        let filler = self.dir.path().join("filler");
-        let mut f = fs::File::create(&filler).unwrap();
-        let block = vec![0u8; 4096];
-        while f.write_all(&block).is_ok() {}
-        let _ = f.sync_all();
-        filler
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
 }
 
 /// A spool on its own 256 KiB tmpfs, or `None` (said, not silent) when not root.

@@ -321,3 +321,39 @@ pub fn processes_with(entry: &str) -> Vec<i32> {
 pub fn processes_with_prefix(prefix: &str) -> Vec<i32> {
     processes_where(|kv| kv.starts_with(prefix.as_bytes()))
 }
+
+/// A tmpfs of `size` mounted on a temp dir; unmounted when dropped.
+pub struct SmallFs {
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    pub fn new(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs failed");
+        SmallFs { dir }
+    }
+    /// Fill it up; returns the filler to free the space again.
+    pub fn fill(&self) -> std::path::PathBuf {
+        let filler = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
