@@ -223,16 +223,22 @@ fn concretized_then_reconfigured(mode: &str, conf: &Path) -> (TestSpool, support
     (s, w)
 }
 
-#[test]
-fn a_changed_spack_configuration_is_concretized_again_before_the_install() {
-    let dir = tempfile::tempdir().unwrap();
-    let (s, mut w) = concretized_then_reconfigured("required", dir.path());
+/// [`concretized_then_reconfigured`], then the queue resumed until zlib is done.
+fn reconfigured_then_run(mode: &str, conf: &Path) -> TestSpool {
+    let (s, mut w) = concretized_then_reconfigured(mode, conf);
     s.ok(&["resume"]);
     wait_until("zlib done", Duration::from_secs(30), || {
         s.ls("done").len() == 1
     });
     s.ok(&["worker", "stop"]);
     w.wait(Duration::from_secs(20));
+    s
+}
+
+#[test]
+fn a_changed_spack_configuration_is_concretized_again_before_the_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = reconfigured_then_run("required", dir.path());
     assert_eq!(s.spack_runs("spec").len(), 2, "{:?}", s.spack_runs("spec"));
     let file = s.path("concrete/000001-zlib.json").display().to_string();
     assert_eq!(
@@ -249,13 +255,7 @@ fn a_changed_spack_configuration_is_concretized_again_before_the_install() {
 #[test]
 fn in_background_mode_a_stale_concrete_spec_is_not_installed() {
     let dir = tempfile::tempdir().unwrap();
-    let (s, mut w) = concretized_then_reconfigured("background", dir.path());
-    s.ok(&["resume"]);
-    wait_until("zlib done", Duration::from_secs(30), || {
-        s.ls("done").len() == 1
-    });
-    s.ok(&["worker", "stop"]);
-    w.wait(Duration::from_secs(20));
+    let s = reconfigured_then_run("background", dir.path());
     // Started before it could be concretized again: Spack concretizes the spec itself.
     assert_eq!(
         s.installs_without_jobs(),
