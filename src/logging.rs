@@ -246,21 +246,26 @@ mod tests {
         assert_eq!(journal_field_name(&"a".repeat(80)).unwrap().len(), 64);
     }
 
-    #[test]
-    fn entries_carry_the_line_and_each_field() {
+    /// What the journal receives for the events `log` makes: one datagram, parsed.
+    fn journal_entry(log: impl FnOnce()) -> std::collections::HashMap<String, String> {
         let server_dir = tempfile::tempdir().unwrap();
         let path = server_dir.path().join("journal");
         let server = UnixDatagram::bind(&path).unwrap();
         let socket = UnixDatagram::unbound().unwrap();
         socket.connect(&path).unwrap();
         let subscriber = tracing_subscriber::registry().with(Journal { socket });
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        let mut buf = vec![0; 4096];
+        let n = server.recv(&mut buf).unwrap();
+        parse(&buf[..n])
+    }
+
+    #[test]
+    fn entries_carry_the_line_and_each_field() {
+        let entry = journal_entry(|| {
             let name = "000042-hdf5";
             tracing::warn!(job_id = 42u64, job = %name, spec = "hdf5 +mpi", "queued");
         });
-        let mut buf = vec![0; 4096];
-        let n = server.recv(&mut buf).unwrap();
-        let entry = parse(&buf[..n]);
         assert_eq!(
             entry["MESSAGE"],
             r#"queued job_id=42 job=000042-hdf5 spec="hdf5 +mpi""#
@@ -274,19 +279,10 @@ mod tests {
 
     #[test]
     fn user_text_in_entries_is_escaped() {
-        let server_dir = tempfile::tempdir().unwrap();
-        let path = server_dir.path().join("journal");
-        let server = UnixDatagram::bind(&path).unwrap();
-        let socket = UnixDatagram::unbound().unwrap();
-        socket.connect(&path).unwrap();
-        let subscriber = tracing_subscriber::registry().with(Journal { socket });
-        tracing::subscriber::with_default(subscriber, || {
+        let entry = journal_entry(|| {
             let file = "x\x1b[2J\nowner alice\u{202e}.toml";
             tracing::warn!(file = %file, "rejected {file}");
         });
-        let mut buf = vec![0; 4096];
-        let n = server.recv(&mut buf).unwrap();
-        let entry = parse(&buf[..n]);
         for v in [&entry["MESSAGE"], &entry["FILE"]] {
             assert!(!v.contains(['\x1b', '\n', '\u{202e}']), "{v:?}");
             assert!(v.contains("x\\e[2J\\nowner alice\\u{202e}.toml"), "{v:?}");
