@@ -258,23 +258,7 @@ fn submit_never_says_nothing_was_queued_when_the_file_is_in_incoming() {
 
 /// A pending record of job `id`, as intake writes it.
 fn pending_record(s: &TestSpool, id: u64, pkg: &str) {
-    use spack_installer::job::{Body, Job, JobFile, JobId, Meta, State, StateInfo};
-    use spack_installer::time::Timestamp;
-    let now = Timestamp::now();
-    let text = Job {
-        meta: Meta {
-            id: JobId(id),
-            name: format!("{id:06}-{pkg}"),
-            package: pkg.into(),
-            owner_uid: nix::unistd::getuid().as_raw(),
-            owner: "tester".into(),
-            submitted_at: now,
-            ticket: format!("t{id}.toml"),
-        },
-        state: StateInfo::new(State::Pending, now),
-        body: Body::Valid(JobFile::parse_and_validate(&format!("spec = \"{pkg}\"\n")).unwrap()),
-    }
-    .to_toml();
+    let text = support::record(id, pkg, spack_installer::job::State::Pending, 0);
     fs::write(s.path(&format!("pending/{id:06}-{pkg}.toml")), text).unwrap();
     fs::write(s.path("counter"), format!("{}\n", id + 1)).unwrap();
 }

@@ -4,31 +4,10 @@
 mod support;
 
 use nix::sys::signal::Signal;
-use spack_installer::job::{Body, Job, JobFile, JobId, Meta, State, StateInfo};
-use spack_installer::time::Timestamp;
+use spack_installer::job::State;
 use std::fs;
 use std::time::Duration;
-use support::{TestSpool, wait_until};
-
-fn record(id: u64, pkg: &str, state: State, attempts: u32) -> String {
-    let now = Timestamp::now();
-    let mut st = StateInfo::new(state, now);
-    st.attempts = attempts;
-    Job {
-        meta: Meta {
-            id: JobId(id),
-            name: format!("{id:06}-{pkg}"),
-            package: pkg.into(),
-            owner_uid: nix::unistd::getuid().as_raw(),
-            owner: "tester".into(),
-            submitted_at: now,
-            ticket: format!("t{id}.toml"),
-        },
-        state: st,
-        body: Body::Valid(JobFile::parse_and_validate(&format!("spec = \"{pkg}\"\n")).unwrap()),
-    }
-    .to_toml()
-}
+use support::{TestSpool, record, wait_until};
 
 #[test]
 fn a_spool_left_mid_transition_is_recovered() {

@@ -357,3 +357,26 @@ impl Drop for SmallFs {
             .status();
     }
 }
+
+/// The record of job `id` (package `pkg`, spec `pkg`) in `state` after `attempts`
+/// starts, as the worker writes it: what a crash may leave in a state directory.
+pub fn record(id: u64, pkg: &str, state: spack_installer::job::State, attempts: u32) -> String {
+    use spack_installer::job::{Body, Job, JobFile, JobId, Meta, StateInfo};
+    let now = spack_installer::time::Timestamp::now();
+    let mut st = StateInfo::new(state, now);
+    st.attempts = attempts;
+    Job {
+        meta: Meta {
+            id: JobId(id),
+            name: format!("{id:06}-{pkg}"),
+            package: pkg.into(),
+            owner_uid: nix::unistd::getuid().as_raw(),
+            owner: "tester".into(),
+            submitted_at: now,
+            ticket: format!("t{id}.toml"),
+        },
+        state: st,
+        body: Body::Valid(JobFile::parse_and_validate(&format!("spec = \"{pkg}\"\n")).unwrap()),
+    }
+    .to_toml()
+}
