@@ -285,9 +285,25 @@ fn in_background_mode_a_ready_job_does_not_wait_for_spack_to_answer() {
             "zlib".into()
         ]]
     );
-    // The lane's `spack spec` is stopped with the worker (its process group).
+    // The worker stops without waiting for the lane's `spack spec`, which dies with it
+    // (PR_SET_PDEATHSIG): nothing of this spool's Spack is left running.
+    let fake_env = s
+        .env
+        .iter()
+        .find(|(k, _)| k == "SPACK_FAKE_RECORD")
+        .map(|(k, v)| format!("{k}={v}"))
+        .unwrap();
+    assert!(
+        !support::processes_with(&fake_env).is_empty(),
+        "the lane's spack spec should still be running"
+    );
     s.ok(&["worker", "stop", "--now"]);
     w.wait(Duration::from_secs(20));
+    wait_until(
+        "the lane's spack spec to be gone",
+        Duration::from_secs(10),
+        || support::processes_with(&fake_env).is_empty(),
+    );
 }
 
 #[test]
