@@ -73,7 +73,8 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 pub struct Submitted {
     pub ticket: String,
     pub spec: String,
-    /// `queued` (written, not yet taken), `accepted`, or `rejected`.
+    /// `queued` (written, not yet taken), `accepted`, `rejected`, `duplicate`, or
+    /// `refused` (Spack cannot concretize it).
     pub outcome: String,
     pub id: Option<u64>,
     pub job: Option<String>,
