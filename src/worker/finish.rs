@@ -305,12 +305,18 @@ impl Worker {
     /// estimate may change with one more install in the history), or is linked to it.
     fn concerns_pending(&self, job: &Job) -> bool {
         let name = job.name();
-        let builds = job.state.concrete.as_ref().map(|c| c.to_build.as_slice());
+        // The nodes it was to build, once, not per pending job.
+        let builds: std::collections::HashSet<&str> = job
+            .state
+            .concrete
+            .iter()
+            .flat_map(|c| c.to_build.iter().map(String::as_str))
+            .collect();
         self.pending.values().any(|j| {
             j.meta.package == name.package
                 || j.state.concrete.as_ref().is_some_and(|c| {
                     c.same_as == Some(name.id)
-                        || builds.is_some_and(|b| c.to_build.iter().any(|n| b.contains(n)))
+                        || c.to_build.iter().any(|n| builds.contains(n.as_str()))
                 })
                 || j.submission().is_some_and(|s| {
                     s.after.contains(&name.id) || s.dependencies.contains(&name.package)
