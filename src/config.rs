@@ -436,6 +436,17 @@ impl Config {
         span!(kill_grace);
         span!(concretize_timeout);
         span!(concretize_max_age);
+        // Shorter, and every concrete spec would be stale by the time it is written: the
+        // lanes would ask Spack about the same jobs for ever.
+        if self.concretize_max_age.value < Duration::from_secs(60) {
+            return Err(Error::Config {
+                path: path.into(),
+                message: format!(
+                    "concretize_max_age = {} is too short: a concrete spec would be stale as soon as it is made; use at least 1m (default 24h)",
+                    humantime::format_duration(self.concretize_max_age.value)
+                ),
+            });
+        }
         if let Some(v) = f.concretize {
             self.concretize.set(v, src());
         }
@@ -726,6 +737,36 @@ mod tests {
         let mut slurm = Config::default();
         slurm.executor.value = ExecutorKind::Slurm;
         assert_eq!(slurm.spack_jobs(1), None);
+    }
+
+    #[test]
+    fn concretization_settings_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        let load = |text: &str| {
+            std::fs::write(&f, text).unwrap();
+            Config::load_with_env(Some(&f), |_| None)
+        };
+        let c = load("concretize = \"required\"\nconcretize_max_age = \"2h\"\n").unwrap();
+        assert_eq!(c.concretize.value, Concretize::Required);
+        assert_eq!(c.concretize_max_age.value, Duration::from_secs(7200));
+        for (bad, says) in [
+            (
+                "concretize_max_age = \"5s\"\n",
+                "concretize_max_age = 5s is too short",
+            ),
+            (
+                "concretize_parallel = 0\n",
+                "concretize_parallel must be at least 1",
+            ),
+            (
+                "concretize = \"sometimes\"\n",
+                "line 1, column 14: unknown variant `sometimes`",
+            ),
+        ] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
