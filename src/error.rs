@@ -53,11 +53,6 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
-    /// The batch system did not take a job (controller down, munge down, partition
-    /// inactive): the job waits, it did not fail. The message is Slurm's own.
-    #[error("Slurm did not take the job: {0}")]
-    SlurmUnavailable(String),
-
     #[error("{0}")]
     Other(String),
 }

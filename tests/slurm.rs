@@ -1126,3 +1126,149 @@ fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
         "{log}"
     );
 }
+
+/// A directory holding an `sbatch` that waits at a gate, then runs the real one (put it
+/// first in `PATH`). Each call leaves `DIR/started.PID` and waits for `DIR/open`; with
+/// `DIR/refuse` present it then fails as Slurm does when it refuses a job.
+fn gated_sbatch(s: &TestSpool) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let real = spack_installer::config::find_on_path("sbatch").unwrap();
+    let dir = s.dir.path().join("gate");
+    fs::create_dir_all(&dir).unwrap();
+    let wrapper = dir.join("sbatch");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n: > {d}/started.$$\nwhile [ ! -e {d}/open ]; do sleep 0.05; done\n\
+             if [ -e {d}/refuse ]; then\n  echo 'sbatch: error: Batch job submission failed: the gate said no' >&2\n  exit 1\nfi\n\
+             exec {real} \"$@\"\n",
+            d = dir.display(),
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap());
+    (dir, path)
+}
+
+/// The gate's sbatch calls that are still waiting (their PIDs alive).
+fn waiting_at_gate(gate: &Path) -> usize {
+    fs::read_dir(gate)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix("started.")?.parse::<i32>().ok()
+        })
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        .count()
+}
+
+#[test]
+fn the_worker_serves_everyone_while_sbatch_hangs_and_a_cancel_then_wins() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // kill_grace bounds how long `cancel` waits for a job being stopped to end.
+    let mut s = TestSpool::with_config(
+        "kill_grace = \"1s\"\nexecutor = \"slurm\"\n[slurm]\npartition = \"debug\"\nmax_jobs = 4\n",
+    );
+    s.env
+        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    let (gate, path) = gated_sbatch(&s);
+    s.env.push(("PATH".into(), path));
+    let w = s.spawn_worker(&[]);
+
+    // 1. sbatch hangs (as with a controller that does not answer): everyone else is
+    // still served, at once, by the worker itself.
+    s.ok(&["submit", "hung"]);
+    wait_until(
+        "sbatch waiting at the gate",
+        Duration::from_secs(10),
+        || waiting_at_gate(&gate) == 1,
+    );
+    let out = s.ok(&["submit", "second"]);
+    assert!(!out.contains("has not taken it yet"), "{out}");
+    assert_eq!(s.where_is("000002-second").as_deref(), Some("pending"));
+    let status = s.ok(&["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("000002") && l.contains("pending")),
+        "{status}"
+    );
+    assert!(status.contains("being submitted to slurm"), "{status}");
+    let show = s.ok(&["show", "1"]);
+    assert!(show.contains("being submitted to slurm"), "{show}");
+    let out = s.ok(&["cancel", "2"]);
+    assert!(!out.contains("not running"), "{out}");
+    assert_eq!(s.where_is("000002-second").as_deref(), Some("cancelled"));
+    // One sbatch at a time: the next job waits for the answer of the first.
+    s.ok(&["submit", "third"]);
+    // A cancel of the job being submitted is answered too.
+    let out = s.ok(&["cancel", "1"]);
+    assert!(out.contains("being handed to Slurm"), "{out}");
+    assert!(!out.contains("not running"), "{out}");
+    // All of that was answered while the sbatch still waited.
+    assert_eq!(waiting_at_gate(&gate), 1, "the gate was passed early");
+    assert_eq!(s.where_is("000003-third").as_deref(), Some("pending"));
+
+    // 2. Slurm then refuses the cancelled job: it stays cancelled, never requeued.
+    // (Paused meanwhile, so third is not handed to this open gate.)
+    s.ok(&["pause"]);
+    fs::write(gate.join("refuse"), "").unwrap();
+    fs::write(gate.join("open"), "").unwrap();
+    wait_until("the first job cancelled", Duration::from_secs(20), || {
+        s.where_is("000001-hung").as_deref() == Some("cancelled")
+    });
+    let rec = record(&s, "cancelled/000001-hung.toml");
+    assert!(
+        rec.state
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("before Slurm took it"),
+        "{rec:?}\n{}",
+        w.output()
+    );
+    assert!(slurm_jobs_named(slurm, "000001-hung").is_empty());
+
+    // 3. The next sbatch lands after a cancel: the Slurm job is cancelled as soon as its
+    // ID is known, and Spack never runs.
+    fs::remove_file(gate.join("open")).unwrap();
+    fs::remove_file(gate.join("refuse")).unwrap();
+    assert_eq!(s.where_is("000003-third").as_deref(), Some("pending"));
+    s.ok(&["resume"]);
+    wait_until(
+        "third's sbatch at the gate",
+        Duration::from_secs(90),
+        || waiting_at_gate(&gate) == 1,
+    );
+    let out = s.ok(&["cancel", "3"]);
+    assert!(out.contains("being handed to Slurm"), "{out}");
+    fs::write(gate.join("open"), "").unwrap();
+    wait_until("the third job cancelled", Duration::from_secs(60), || {
+        s.where_is("000003-third").as_deref() == Some("cancelled")
+    });
+    // Of this spool: another test's spool had a 000003-third too.
+    let ids: Vec<String> = slurm_cmd(
+        slurm,
+        "squeue",
+        &["-h", "--states=all", "--name=si-000003-third", "--format=%i|%Z"],
+    )
+    .lines()
+    .filter_map(|l| l.split_once('|'))
+    .filter(|(_, dir)| Path::new(dir.trim()) == s.root)
+    .map(|(id, _)| id.trim().to_string())
+    .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let state = slurm_cmd(
+        slurm,
+        "squeue",
+        &["-h", "--states=all", "-j", &ids[0], "-o", "%T"],
+    );
+    assert_eq!(state.trim(), "CANCELLED", "{}", w.output());
+    assert_eq!(spack_runs(&s, "third"), 0);
+    assert_eq!(spack_runs(&s, "hung"), 0);
+}

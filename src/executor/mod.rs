@@ -83,12 +83,32 @@ pub struct Handle {
 #[derive(Debug)]
 pub enum Reattach {
     /// It is (or was) in the batch system: tracked again; `on_exit` will be called.
+    /// Without a job ID in the handle it is being looked up aside, and the answer comes
+    /// through [`Executor::submitted`].
     Attached(Handle),
-    /// The batch system never got it: requeue it by the usual rule.
-    NeverSubmitted,
     /// This executor cannot follow it (the config changed): leave it alone.
     Unsupported,
 }
+
+/// What became of an install whose start ran aside (a batch system's submission: its
+/// answer may take seconds, and the worker's loop does not wait for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitted {
+    /// The batch system took it: where it is now (its job ID). Its end is reported
+    /// through the `on_exit` given to `start`.
+    Placed { name: String, slurm: SlurmState },
+    /// The batch system did not take it and says why: no fault of the job (the
+    /// controller or its authentication down, the partition inactive...).
+    Refused { name: String, why: String },
+    /// It was not started for a reason of its own (said to people).
+    Failed { name: String, why: String },
+    /// Re-attaching found that the batch system never got it (a worker died while
+    /// submitting it, and that submission did not land): requeue it by the usual rule.
+    NeverSubmitted { name: String },
+}
+
+/// Wakes the worker's loop from another thread (see [`Executor::set_waker`]).
+pub type Waker = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// A change the tracking noticed that belongs in the job's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,8 +119,24 @@ pub struct Placed {
 }
 
 pub trait Executor {
-    /// Start the install; `on_exit` is called when it ends.
+    /// Start the install; `on_exit` is called when it ends. An executor whose start runs
+    /// aside returns at once, with a handle that does not say where it runs yet; the
+    /// answer comes through [`Executor::submitted`].
     fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle>;
+    /// How the worker's loop is woken when a start that runs aside has its answer.
+    fn set_waker(&mut self, _wake: Waker) {}
+    /// Whether a start is still on its way (its answer not yet taken by [`submitted`]):
+    /// the worker starts nothing else meanwhile.
+    ///
+    /// [`submitted`]: Executor::submitted
+    fn starting(&self) -> bool {
+        false
+    }
+    /// The starts that got their answer since the last call (none for executors whose
+    /// `start` is done when it returns).
+    fn submitted(&mut self) -> Vec<Submitted> {
+        Vec::new()
+    }
     /// Ask it to stop (SIGTERM to the group), or make it stop (`force`: SIGKILL).
     fn stop(&mut self, handle: &Handle, force: bool);
     /// A word for status output: "local", "dry-run".

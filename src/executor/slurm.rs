@@ -8,18 +8,23 @@
 //! executor does. The spec never appears in the script, on sbatch's command line or in
 //! `--wrap`; users can add no sbatch option (only the admin's `slurm.extra_args`).
 //!
-//! **Slurm unavailable**: whatever keeps `sbatch` from taking a job is returned as
-//! [`Error::SlurmUnavailable`] with Slurm's own message; the worker puts the job back in
-//! `pending/` and backs off (no fault of the job). Every Slurm command is killed after
-//! 60 s, and `scancel` runs on a thread of its own, so an outage does not stall the
-//! worker's loop for long; `squeue` too runs aside, its answer used at the next check.
-//! (`sbatch` still runs on the loop, bounded so.)
+//! **Off the worker's loop**: every Slurm command runs on a thread of its own and is
+//! killed after 60 s, so an outage (each command then takes seconds to fail) never
+//! stalls intake, requests or status. `start` hands the batch script to an `sbatch`
+//! thread and returns; its answer (the job ID, or Slurm's refusal) wakes the worker and
+//! is taken by [`Executor::submitted`]. One `sbatch` is on its way at a time, as one
+//! would submit by hand, so Slurm's refusals back off in order.
+//!
+//! **Slurm unavailable**: whatever keeps `sbatch` from taking a job is a
+//! [`Submitted::Refused`] with Slurm's own message; the worker puts the job back in
+//! `pending/` and backs off (no fault of the job).
 //!
 //! **Tracking**: one `squeue` per check interval for all our jobs, with Slurm's state
 //! and pending reason (kept in `[state.slurm]` for `status`). A job that left
 //! `squeue` has ended: its state and exit code come from `sacct` when accounting exists,
 //! else from `scontrol show job` (slurmctld keeps finished jobs for `MinJobAge`), else
-//! from the exit file `exec-job` wrote (`slurm/NAME.exit`).
+//! from the exit file `exec-job` wrote (`slurm/NAME.exit`); all asked on the same
+//! thread as `squeue`, the answer used at the next check.
 //!
 //! **Re-attaching**: the record's `[state.slurm]` says a job was handed to Slurm; with a
 //! job ID it is simply tracked again, without one (the worker died between `sbatch`
@@ -31,7 +36,7 @@
 //! runs Spack only in the Slurm job whose ID the record holds; the others (strays: our
 //! job name and spool, an ID no attempt recorded) are `scancel`led by ID and logged.
 
-use super::{Executor, Exit, Handle, Launch, OnExit, Placed, Reattach};
+use super::{Executor, Exit, Handle, Launch, OnExit, Placed, Reattach, Submitted, Waker};
 use crate::config::{Config, SlurmConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::identity;
@@ -41,6 +46,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 /// Slurm job names are `si-NNNNNN-PACKAGE`.
@@ -362,6 +368,35 @@ struct Tracked {
     slurm: SlurmState,
 }
 
+/// An install whose Slurm job ID is not known yet: its `sbatch`, or the search for what
+/// a dead worker's `sbatch` did, runs on a thread that answers through `rx`.
+struct InFlight {
+    name: String,
+    on_exit: OnExit,
+    slurm: SlurmState,
+    rx: Receiver<Answer>,
+}
+
+/// What a submitting or searching thread found.
+#[derive(Debug)]
+enum Answer {
+    /// Slurm has the attempt under this job ID; the others found for it are strays.
+    Id(u64, Vec<u64>),
+    /// `sbatch` failed: Slurm's own words.
+    Refused(String),
+    /// `sbatch` answered something that is not a job ID.
+    Failed(String),
+    /// Slurm never got it (a dead worker's `sbatch` that did not land).
+    NotThere,
+}
+
+/// An `squeue` answer, with how each job it no longer lists ended (and where it ran).
+type Tracking = Result<(String, HashMap<u64, Ended>)>;
+type Ended = (Option<Exit>, Option<String>);
+
+/// A job to judge by the next `squeue`: its ID, name and time limit.
+type Asked = (u64, String, Option<u64>);
+
 pub struct SlurmExecutor {
     spool: Spool,
     cfg: SlurmConfig,
@@ -369,16 +404,127 @@ pub struct SlurmExecutor {
     config_path: Option<PathBuf>,
     user: String,
     jobs: BTreeMap<u64, Tracked>,
+    /// Installs handed on whose job ID is not known yet.
+    in_flight: Vec<InFlight>,
+    /// Wakes the worker when an [`InFlight`] has its answer.
+    wake: Waker,
     /// Strays already cancelled (see [`SlurmExecutor::cancel_strays`]).
     cancelled_strays: std::collections::HashSet<u64>,
     /// The `squeue` running aside, and the jobs tracked when it started.
     squeue: Option<SqueueInFlight>,
 }
 
-type SqueueInFlight = (
-    std::sync::mpsc::Receiver<Result<String>>,
-    std::collections::HashSet<u64>,
-);
+type SqueueInFlight = (Receiver<Tracking>, std::collections::HashSet<u64>);
+
+/// How long the search for a dead worker's job waits before asking Slurm again when
+/// Slurm does not answer.
+const LOOKUP_RETRY: Duration = Duration::from_secs(10);
+
+/// A job handed to Slurm whose ID was never recorded: find it by name, working
+/// directory (the spool) and attempt, among the jobs slurmctld still knows. All of
+/// them, lowest ID first (more than one only after a double submission).
+fn lookup(root: &Path, user: &str, name: &str, attempt: u32) -> Result<Vec<u64>> {
+    let out = slurm(
+        "squeue",
+        &[
+            "-h".into(),
+            "--states=all".into(),
+            format!("--user={user}"),
+            format!("--name={}", slurm_name(name)),
+            "--format=%i|%Z|%k".into(),
+        ],
+        None,
+    )?;
+    let comment = format!("spack-installer attempt {attempt}");
+    let mut ids: Vec<u64> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '|');
+            let id = f.next()?.trim().parse::<u64>().ok()?;
+            let ours = is_our_dir(root, f.next()?) && f.next()?.trim() == comment;
+            ours.then_some(id)
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Whether a Slurm job's working directory is this spool (we submit with `--chdir`).
+fn is_our_dir(root: &Path, dir: &str) -> bool {
+    let dir = Path::new(dir.trim());
+    dir == root || root.canonicalize().is_ok_and(|c| dir == c)
+}
+
+/// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
+/// and on which node it ran when Slurm still says.
+fn outcome(spool: &Spool, id: u64, name: &str, time_limit_s: Option<u64>) -> Ended {
+    let sacct = slurm(
+        "sacct",
+        &[
+            format!("--jobs={id}"),
+            "-X".into(),
+            "-n".into(),
+            "-P".into(),
+            "--format=State,ExitCode,NodeList".into(),
+        ],
+        None,
+    );
+    if let Ok(out) = sacct
+        && let Some(line) = out.lines().next()
+    {
+        let mut f = line.split('|');
+        let (state, code) = (f.next().unwrap_or(""), f.next().unwrap_or("0:0"));
+        return (map_state(state, code), node_of(f.next()));
+    }
+    if let Ok(out) = slurm(
+        "scontrol",
+        &["show".into(), "job".into(), "-o".into(), id.to_string()],
+        None,
+    ) && let Some(line) = out.lines().find(|l| l.starts_with("JobId="))
+    {
+        let f = scontrol_fields(line);
+        return (
+            map_state(
+                f.get("JobState").copied().unwrap_or(""),
+                f.get("ExitCode").copied().unwrap_or("0:0"),
+            ),
+            node_of(f.get("NodeList").copied()),
+        );
+    }
+    let exit = match ExitRecord::read(spool, name) {
+        Some(r) if r.slurm_job_id == id => r.exit(time_limit_s),
+        _ => Exit::Cluster {
+            code: 1,
+            why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
+        },
+    };
+    (Some(exit), None)
+}
+
+/// One `squeue` for all our jobs; then, for each asked job it does not list, how it
+/// ended. Runs off the worker's loop.
+fn squeue_and_outcomes(spool: &Spool, user: &str, asked: &[Asked]) -> Tracking {
+    let out = slurm(
+        "squeue",
+        &[
+            "-h".to_string(),
+            format!("--user={user}"),
+            "--format=%i|%T|%N|%r|%j|%Z".into(),
+        ],
+        None,
+    )?;
+    let listed: std::collections::HashSet<u64> = out
+        .lines()
+        .filter_map(|l| l.split('|').next()?.trim().parse().ok())
+        .collect();
+    let ended = asked
+        .iter()
+        .filter(|(id, ..)| !listed.contains(id))
+        .map(|(id, name, limit)| (*id, outcome(spool, *id, name, *limit)))
+        .collect();
+    Ok((out, ended))
+}
 
 impl SlurmExecutor {
     /// Set up: our binary's absolute path (for the batch script) and `slurm/`.
@@ -403,6 +549,8 @@ impl SlurmExecutor {
             config_path: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
             user: identity::user_name(identity::current_uid()),
             jobs: BTreeMap::new(),
+            in_flight: Vec::new(),
+            wake: std::sync::Arc::new(|| {}),
             cancelled_strays: Default::default(),
             squeue: None,
         })
@@ -438,45 +586,32 @@ impl SlurmExecutor {
         a
     }
 
-    /// A job handed to Slurm whose ID was never recorded: find it by name, working
-    /// directory (the spool) and attempt, among the jobs slurmctld still knows. All of
-    /// them, lowest ID first (more than one only after a double submission).
-    fn lookup(&self, job: &Job) -> Result<Vec<u64>> {
-        let out = slurm(
-            "squeue",
-            &[
-                "-h".into(),
-                "--states=all".into(),
-                format!("--user={}", self.user),
-                format!("--name={}", slurm_name(&job.meta.name)),
-                "--format=%i|%Z|%k".into(),
-            ],
-            None,
-        )?;
-        let comment = format!("spack-installer attempt {}", job.state.attempts);
-        let mut ids: Vec<u64> = out
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.splitn(3, '|');
-                let id = f.next()?.trim().parse::<u64>().ok()?;
-                let ours = self.is_our_dir(f.next()?) && f.next()?.trim() == comment;
-                ours.then_some(id)
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    /// Whether a Slurm job's working directory is this spool (we submit with `--chdir`).
-    fn is_our_dir(&self, dir: &str) -> bool {
-        let root = self.spool.root();
-        let dir = Path::new(dir.trim());
-        dir == root || root.canonicalize().is_ok_and(|c| dir == c)
+    /// Run `work` on a thread of its own; its answer, once it has come, wakes the worker
+    /// and is taken by [`Executor::submitted`].
+    fn aside(
+        &mut self,
+        name: &str,
+        on_exit: OnExit,
+        slurm: SlurmState,
+        work: impl FnOnce() -> Answer + Send + 'static,
+    ) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wake = self.wake.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(work());
+            wake();
+        });
+        self.in_flight.push(InFlight {
+            name: name.to_string(),
+            on_exit,
+            slurm,
+            rx,
+        });
     }
 
     /// Cancel Slurm jobs of this spool that no attempt recorded (see `exec-job`: they
-    /// run no Spack, but hold a slot of the cluster), once each, and say so.
+    /// run no Spack, but hold a slot of the cluster), once each, and say so. The
+    /// `scancel`s run aside.
     fn cancel_strays(&mut self, strays: Vec<(u64, String)>) {
         for (id, name) in strays {
             if !self.cancelled_strays.insert(id) {
@@ -487,61 +622,12 @@ impl SlurmExecutor {
                 "Slurm job {id} ({name}) belongs to this spool but is not the one recorded for \
                  its attempt (an sbatch that outlived a worker): cancelling it"
             );
-            if let Err(e) = slurm("scancel", &[id.to_string()], None) {
-                tracing::warn!("could not cancel stray Slurm job {id}: {e}");
-            }
+            std::thread::spawn(move || {
+                if let Err(e) = slurm("scancel", &[id.to_string()], None) {
+                    tracing::warn!("could not cancel stray Slurm job {id}: {e}");
+                }
+            });
         }
-    }
-
-    /// How a job that left `squeue` ended (sacct, else scontrol, else the exit file),
-    /// and on which node it ran when Slurm still says.
-    fn outcome(
-        &self,
-        id: u64,
-        name: &str,
-        time_limit_s: Option<u64>,
-    ) -> (Option<Exit>, Option<String>) {
-        let sacct = slurm(
-            "sacct",
-            &[
-                format!("--jobs={id}"),
-                "-X".into(),
-                "-n".into(),
-                "-P".into(),
-                "--format=State,ExitCode,NodeList".into(),
-            ],
-            None,
-        );
-        if let Ok(out) = sacct
-            && let Some(line) = out.lines().next()
-        {
-            let mut f = line.split('|');
-            let (state, code) = (f.next().unwrap_or(""), f.next().unwrap_or("0:0"));
-            return (map_state(state, code), node_of(f.next()));
-        }
-        if let Ok(out) = slurm(
-            "scontrol",
-            &["show".into(), "job".into(), "-o".into(), id.to_string()],
-            None,
-        ) && let Some(line) = out.lines().find(|l| l.starts_with("JobId="))
-        {
-            let f = scontrol_fields(line);
-            return (
-                map_state(
-                    f.get("JobState").copied().unwrap_or(""),
-                    f.get("ExitCode").copied().unwrap_or("0:0"),
-                ),
-                node_of(f.get("NodeList").copied()),
-            );
-        }
-        let exit = match ExitRecord::read(&self.spool, name) {
-            Some(r) if r.slurm_job_id == id => r.exit(time_limit_s),
-            _ => Exit::Cluster {
-                code: 1,
-                why: "Slurm forgot the job before its outcome was read, and exec-job left no exit file (see the log)",
-            },
-        };
-        (Some(exit), None)
     }
 
     /// How many of our jobs are in Slurm now.
@@ -551,6 +637,54 @@ impl SlurmExecutor {
 }
 
 impl Executor for SlurmExecutor {
+    fn set_waker(&mut self, wake: Waker) {
+        self.wake = wake;
+    }
+
+    fn starting(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    fn submitted(&mut self) -> Vec<Submitted> {
+        let mut answered = Vec::new();
+        for f in std::mem::take(&mut self.in_flight) {
+            let answer = match f.rx.try_recv() {
+                Ok(a) => a,
+                Err(TryRecvError::Empty) => {
+                    self.in_flight.push(f);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    Answer::Failed("sbatch's thread ended without an answer".into())
+                }
+            };
+            let name = f.name;
+            answered.push(match answer {
+                Answer::Id(id, strays) => {
+                    let strays = strays.into_iter().map(|i| (i, slurm_name(&name)));
+                    self.cancel_strays(strays.collect());
+                    let slurm = SlurmState {
+                        job_id: Some(id),
+                        ..f.slurm
+                    };
+                    self.jobs.insert(
+                        id,
+                        Tracked {
+                            name: name.clone(),
+                            on_exit: f.on_exit,
+                            slurm: slurm.clone(),
+                        },
+                    );
+                    Submitted::Placed { name, slurm }
+                }
+                Answer::Refused(why) => Submitted::Refused { name, why },
+                Answer::Failed(why) => Submitted::Failed { name, why },
+                Answer::NotThere => Submitted::NeverSubmitted { name },
+            });
+        }
+        answered
+    }
+
     fn start(&mut self, launch: &Launch, on_exit: OnExit) -> Result<Handle> {
         // An exit file from an earlier attempt must not answer for this one.
         let _ = std::fs::remove_file(exit_file(&self.spool, &launch.name));
@@ -576,37 +710,35 @@ impl Executor for SlurmExecutor {
             self.config_path.as_deref(),
             &launch.name,
         );
-        // Whatever keeps sbatch from taking the job (controller or munge down, the
-        // partition inactive, a limit the admin's options break) is no fault of the job.
-        let out = slurm_raw("sbatch", &self.sbatch_args(launch), Some(&script))
-            .map_err(|(_, why)| Error::SlurmUnavailable(why))?;
-        // --parsable prints "ID" or "ID;CLUSTER".
-        let id: u64 = out
-            .trim()
-            .split(';')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "sbatch --parsable printed `{}`, not a job ID",
-                    out.trim()
-                ))
-            })?;
+        let args = self.sbatch_args(launch);
+        let name = launch.name.clone();
         let slurm = SlurmState {
-            job_id: Some(id),
+            job_id: None,
             partition: self.cfg.partition.clone(),
             time_limit_s: Some(limit.as_secs().div_ceil(60).max(1) * 60),
             ..Default::default()
         };
-        tracing::info!(job = %launch.name, slurm_job_id = id, "submitted to Slurm");
-        self.jobs.insert(
-            id,
-            Tracked {
-                name: launch.name.clone(),
-                on_exit,
-                slurm: slurm.clone(),
-            },
-        );
+        let job = name.clone();
+        self.aside(&name, on_exit, slurm.clone(), move || {
+            // Whatever keeps sbatch from taking the job (controller or munge down, the
+            // partition inactive, a limit the admin's options break) is no fault of the
+            // job.
+            let out = match slurm_raw("sbatch", &args, Some(&script)) {
+                Ok(out) => out,
+                Err((_, why)) => return Answer::Refused(why),
+            };
+            // --parsable prints "ID" or "ID;CLUSTER".
+            match out.trim().split(';').next().and_then(|s| s.parse().ok()) {
+                Some(id) => {
+                    tracing::info!(job = %job, slurm_job_id = id, "submitted to Slurm");
+                    Answer::Id(id, Vec::new())
+                }
+                None => Answer::Failed(format!(
+                    "sbatch --parsable printed `{}`, not a job ID",
+                    out.trim()
+                )),
+            }
+        });
         Ok(Handle {
             pgid: None,
             slurm: Some(slurm),
@@ -617,7 +749,8 @@ impl Executor for SlurmExecutor {
         // scancel sends SIGTERM to every process of the job, and SIGKILL after the
         // cluster's KillWait; asking twice is harmless. Off the worker's loop: with the
         // controller down it takes seconds to fail, and requests must stay answered.
-        // The outcome still comes from tracking, whatever happened first.
+        // The outcome still comes from tracking, whatever happened first. A job still
+        // being submitted has no ID yet: the worker asks again once it has one.
         if let Some(id) = handle.slurm.as_ref().and_then(|s| s.job_id) {
             std::thread::spawn(move || {
                 if let Err(e) = slurm("scancel", &[id.to_string()], None) {
@@ -642,26 +775,49 @@ impl Executor for SlurmExecutor {
     fn reattach(&mut self, job: &Job, on_exit: OnExit) -> Result<Reattach> {
         let name = job.meta.name.clone();
         let recorded = job.state.slurm.clone().unwrap_or_default();
-        let id = match recorded.job_id {
-            Some(id) => id,
-            None => {
-                // The previous worker's sbatch may still be on its way to slurmctld:
-                // let it land (or fail) before asking Slurm, or we would submit twice.
-                wait_out_sbatch(self.spool.root(), &name);
-                let mut found = self.lookup(job)?;
-                match found.pop() {
-                    Some(id) => {
-                        let strays = found.into_iter().map(|i| (i, slurm_name(&name)));
-                        self.cancel_strays(strays.collect());
-                        id
+        let Some(id) = recorded.job_id else {
+            // The previous worker died before it wrote the job ID: its sbatch may still
+            // be on its way to slurmctld. Let it land (or fail), then ask Slurm, on a
+            // thread of its own (asking again while Slurm does not answer); nothing
+            // else is submitted meanwhile, so a job Slurm knows is never submitted twice.
+            let (root, user, spool) = (
+                self.spool.root().to_path_buf(),
+                self.user.clone(),
+                self.spool.clone(),
+            );
+            let (job_name, attempt) = (name.clone(), job.state.attempts);
+            self.aside(&name, on_exit, recorded.clone(), move || {
+                wait_out_sbatch(&root, &job_name);
+                let mut said = false;
+                let mut found = loop {
+                    match lookup(&root, &user, &job_name, attempt) {
+                        Ok(found) => break found,
+                        Err(e) => {
+                            if !said {
+                                tracing::warn!(job = %job_name, "cannot tell whether Slurm has it: {e}; asking again every {LOOKUP_RETRY:?}, and submitting nothing meanwhile");
+                                said = true;
+                            }
+                            std::thread::sleep(LOOKUP_RETRY);
+                        }
                     }
+                };
+                let answer = match found.pop() {
+                    Some(id) => Answer::Id(id, found),
                     // Gone from slurmctld already, but exec-job ran this attempt.
-                    None => match ExitRecord::read(&self.spool, &name) {
-                        Some(r) if r.attempt == job.state.attempts => r.slurm_job_id,
-                        _ => return Ok(Reattach::NeverSubmitted),
+                    None => match ExitRecord::read(&spool, &job_name) {
+                        Some(r) if r.attempt == attempt => Answer::Id(r.slurm_job_id, found),
+                        _ => return Answer::NotThere,
                     },
+                };
+                if let Answer::Id(id, _) = answer {
+                    tracing::info!(job = %job_name, slurm_job_id = id, "re-attached to the Slurm job");
                 }
-            }
+                answer
+            });
+            return Ok(Reattach::Attached(Handle {
+                pgid: None,
+                slurm: Some(recorded),
+            }));
         };
         let slurm = SlurmState {
             job_id: Some(id),
@@ -683,14 +839,14 @@ impl Executor for SlurmExecutor {
     }
 
     fn track(&mut self) -> Vec<Placed> {
-        // squeue runs on a thread of its own (an outage makes it take seconds to fail):
-        // each call starts one if none runs, and uses the answer of the last one once
-        // it has come.
+        // squeue (with sacct or scontrol for the jobs it no longer lists) runs on a
+        // thread of its own (an outage makes each take seconds to fail): each call
+        // starts one if none runs, and uses the answer of the last one once it has come.
         let answer = match &self.squeue {
             Some((rx, _)) => match rx.try_recv() {
                 Ok(answer) => Some(answer),
-                Err(std::sync::mpsc::TryRecvError::Empty) => return Vec::new(),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Err(Error::Other(
+                Err(TryRecvError::Empty) => return Vec::new(),
+                Err(TryRecvError::Disconnected) => Some(Err(Error::Other(
                     "squeue's thread ended without an answer".into(),
                 ))),
             },
@@ -702,17 +858,18 @@ impl Executor for SlurmExecutor {
         };
         if self.squeue.is_none() && !self.jobs.is_empty() {
             let (tx, rx) = std::sync::mpsc::channel();
-            let args = vec![
-                "-h".to_string(),
-                format!("--user={}", self.user),
-                "--format=%i|%T|%N|%r|%j|%Z".into(),
-            ];
+            let asked: Vec<Asked> = self
+                .jobs
+                .iter()
+                .map(|(id, t)| (*id, t.name.clone(), t.slurm.time_limit_s))
+                .collect();
+            let (spool, user) = (self.spool.clone(), self.user.clone());
             std::thread::spawn(move || {
-                let _ = tx.send(slurm("squeue", &args, None));
+                let _ = tx.send(squeue_and_outcomes(&spool, &user, &asked));
             });
             self.squeue = Some((rx, self.jobs.keys().copied().collect()));
         }
-        let out = match answer {
+        let (out, mut ended) = match answer {
             None => return Vec::new(),
             Some(Ok(o)) => o,
             Some(Err(e)) => {
@@ -744,7 +901,9 @@ impl Executor for SlurmExecutor {
                 if !self.jobs.contains_key(&id)
                     && !self.cancelled_strays.contains(&id)
                     && jname.starts_with(JOB_PREFIX)
-                    && self.is_our_dir(dir)
+                    && is_our_dir(self.spool.root(), dir)
+                    // The job ID of an sbatch on its way is not known yet.
+                    && self.in_flight.is_empty()
                 {
                     strays.push((id, jname.to_string()));
                 }
@@ -780,8 +939,7 @@ impl Executor for SlurmExecutor {
                 }
                 None => {
                     let name = self.jobs[&id].name.clone();
-                    let limit = self.jobs[&id].slurm.time_limit_s;
-                    let (exit, node) = self.outcome(id, &name, limit);
+                    let (exit, node) = ended.remove(&id).unwrap_or((None, None));
                     if let Some(exit) = exit {
                         let t = self.jobs.remove(&id).expect("tracked");
                         // The worker writes this before it handles the exit event.

@@ -4,9 +4,9 @@
 //! sends the job back to `pending/` and holds all starts for a back-off. Which job runs
 //! next is not decided here, and a job's end is recorded by the finish stage.
 
-use super::{Event, Running, Worker, append_log, recovery};
-use crate::error::{Error, Result};
-use crate::executor::{Handle, Reattach};
+use super::{Event, Running, StopReason, Worker, append_log, recovery};
+use crate::error::Result;
+use crate::executor::{Exit, Handle, Reattach, Submitted};
 use crate::job::{Job, JobId, JobName};
 use crate::spool::transition::rewrite;
 use crate::spool::{Dir, store};
@@ -33,7 +33,10 @@ impl Worker {
     /// write is retried by nobody, but the job is tracked in memory, and a restarted
     /// worker finds it again by name.
     pub(super) fn record_placement(&mut self, job: &mut Job, handle: &Handle) {
-        if handle.slurm.is_none() || handle.slurm == job.state.slurm {
+        // Nothing to write before Slurm has given the job an ID: the record already says
+        // it is being handed to Slurm.
+        let placed = handle.slurm.as_ref().is_some_and(|s| s.job_id.is_some());
+        if !placed || handle.slurm == job.state.slurm {
             return;
         }
         job.state.slurm = handle.slurm.clone();
@@ -82,7 +85,8 @@ impl Worker {
     }
 
     /// Recovery left these `running/` jobs to us: they were handed to Slurm by a
-    /// previous worker. Follow each one again, or requeue it if Slurm never got it.
+    /// previous worker. Follow each one again; one whose Slurm job ID was never written
+    /// is looked up aside (its answer comes as [`Worker::on_submitted`]).
     pub(super) fn reattach_all(&mut self, names: Vec<JobName>) -> Result<()> {
         for name in names {
             let mut job = store::read(&self.spool, Dir::Running, &name)?;
@@ -91,26 +95,11 @@ impl Worker {
             let on_exit = Box::new(move |exit| {
                 let _ = tx.send(Event::Exited { id, exit });
             });
-            match self.executor.reattach(&job, on_exit).map_err(|e| {
-                Error::Other(format!(
-                    "cannot tell whether Slurm still runs {name}: {e}; \
-                     the worker starts only once it can (so no job is submitted twice)"
-                ))
-            })? {
+            match self.executor.reattach(&job, on_exit)? {
                 Reattach::Attached(handle) => {
                     self.record_placement(&mut job, &handle);
                     self.running
                         .insert(id, Running::new(job, handle, Instant::now(), None));
-                }
-                Reattach::NeverSubmitted => {
-                    tracing::warn!(job = %name, "Slurm never got it; requeueing by the usual rule");
-                    job.state.slurm = None;
-                    rewrite(&self.spool, Dir::Running, &job)?;
-                    let mut r = recovery::Recovered::default();
-                    recovery::resolve_running(&self.spool, &name, &mut r)?;
-                    for a in r.actions {
-                        tracing::warn!("recovery: {a}");
-                    }
                 }
                 Reattach::Unsupported => tracing::warn!(
                     job = %name,
@@ -121,6 +110,87 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// The answers of the starts that ran aside (`sbatch`, or the search for a dead
+    /// worker's): where each job now runs, or why it does not.
+    pub(super) fn on_submitted(&mut self) {
+        for answer in self.executor.submitted() {
+            let name = match &answer {
+                Submitted::Placed { name, .. }
+                | Submitted::Refused { name, .. }
+                | Submitted::Failed { name, .. }
+                | Submitted::NeverSubmitted { name } => name.clone(),
+            };
+            let Some(id) = self
+                .running
+                .iter()
+                .find(|(_, r)| r.job.meta.name == name)
+                .map(|(id, _)| *id)
+            else {
+                continue;
+            };
+            let log = self.spool.log_path(&self.running[&id].job.name());
+            // A slot may be free, or the next start may go ahead.
+            self.dirty = true;
+            match answer {
+                Submitted::Placed { slurm, .. } => {
+                    self.cluster_backoff = CLUSTER_BACKOFF_MIN;
+                    let r = self.running.get_mut(&id).expect("found above");
+                    r.handle.slurm = Some(slurm);
+                    let (mut job, handle) = (r.job.clone(), r.handle.clone());
+                    // Cancelled, or the worker told to interrupt, while sbatch ran: now
+                    // that the Slurm job has an ID it can be cancelled.
+                    if r.stop.is_some() {
+                        self.executor.stop(&handle, false);
+                    }
+                    self.record_placement(&mut job, &handle);
+                    if let Some(r) = self.running.get_mut(&id) {
+                        r.job = job;
+                    }
+                    self.status_changed();
+                }
+                Submitted::Refused { why, .. } => {
+                    let r = self.running.remove(&id).expect("found above");
+                    match r.stop {
+                        Some(StopReason::Cancel { .. }) => {
+                            // Cancelled while sbatch ran, and Slurm never took it.
+                            self.running.insert(id, r);
+                            self.on_exit(id, Exit::NotStarted);
+                        }
+                        _ => self.cluster_unavailable(id, r.job, &log, why),
+                    }
+                }
+                Submitted::Failed { why, .. } => {
+                    append_log(
+                        &log,
+                        &format!("==> spack-installer: could not start: {why}\n"),
+                    );
+                    self.on_exit(id, Exit::NotStarted);
+                }
+                Submitted::NeverSubmitted { .. } => {
+                    let mut job = self.running.remove(&id).expect("found above").job;
+                    tracing::warn!(job = %name, "Slurm never got it (the previous worker died while handing it on): back to pending/, this attempt not counted");
+                    append_log(
+                        &log,
+                        "==> spack-installer: the worker died while handing it to Slurm, which never got it; back to pending\n",
+                    );
+                    job.state.attempts = job.state.attempts.saturating_sub(1);
+                    job.state.slurm = None;
+                    match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
+                        Ok(()) => {
+                            self.pending.insert(id, job);
+                            self.pending_mtime.remove(&id);
+                        }
+                        // Left in running/ marked pending: the rescan (or recovery) moves
+                        // it back.
+                        Err(e) => self.io_error(e),
+                    }
+                    self.changed();
+                    self.status_changed();
+                }
+            }
+        }
     }
 
     /// Once per check interval: one query for all installs in the batch system; their

@@ -5,10 +5,9 @@
 //! also stops installs past their deadline. It never records how a job ended: that is
 //! the finish stage's.
 
-use super::cluster::{CLUSTER_BACKOFF_MIN, WAITING_FOR_SLURM};
+use super::cluster::WAITING_FOR_SLURM;
 use super::{Event, Running, StopReason, Worker, append_log, recovery};
 use crate::config::DependencyFailure;
-use crate::error::Error;
 use crate::executor::local::with_makeflags;
 use crate::executor::{Exit, Handle, Launch, budget, clean_env};
 use crate::job::{Job, JobId, State};
@@ -73,6 +72,10 @@ impl Worker {
             return;
         }
         self.cluster_retry_at = None;
+        // One start at a time runs aside (an sbatch): its answer comes first (still dirty).
+        if self.executor.starting() {
+            return;
+        }
         self.dirty = false;
         if self.paused || self.draining {
             // Paused says why nothing starts; a guard is checked again on resume.
@@ -301,7 +304,6 @@ impl Worker {
             }),
         ) {
             Ok(handle) => {
-                self.cluster_backoff = CLUSTER_BACKOFF_MIN;
                 self.record_placement(&mut job, &handle);
                 self.running.insert(
                     id,
@@ -309,7 +311,6 @@ impl Worker {
                 );
                 self.status_changed();
             }
-            Err(Error::SlurmUnavailable(why)) => self.cluster_unavailable(id, job, &log, why),
             Err(e) => {
                 append_log(
                     &log,

@@ -61,6 +61,11 @@ impl Worker {
                 State::Done,
                 format!("installed (spack had finished before the cancel by {by} took effect)"),
             ),
+            // Cancelled while sbatch ran, and Slurm did not take it.
+            (Some(StopReason::Cancel { by }), Exit::NotStarted) if job.state.slurm.is_some() => (
+                State::Cancelled,
+                format!("cancelled by {by} before Slurm took it (spack never started)"),
+            ),
             (Some(StopReason::Cancel { by }), _) if queued_in_slurm(&job) => (
                 State::Cancelled,
                 format!("cancelled by {by} while queued in Slurm (spack never started)"),

@@ -95,6 +95,8 @@ pub enum Event {
     },
     /// The jobserver has a token for the install that waited for one.
     Token,
+    /// A start that ran aside (a Slurm submission) has its answer.
+    Submitted,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -273,7 +275,11 @@ impl Worker {
             }
         };
         signals::forward(tx.clone()).at("install signal handlers for", spool.root())?;
-        let executor = choose_executor(&spool, &cfg, &opts)?;
+        let mut executor = choose_executor(&spool, &cfg, &opts)?;
+        let wake = tx.clone();
+        executor.set_waker(std::sync::Arc::new(move || {
+            let _ = wake.send(Event::Submitted);
+        }));
         let spack = resolve_spack(&cfg, opts.dry_run)?;
         let jobserver = if opts.dry_run || cfg.executor.value != ExecutorKind::Local {
             None
@@ -396,6 +402,7 @@ impl Worker {
                     Event::Exited { id, exit } => self.on_exit(id, exit),
                     Event::Concretized { id, found, took } => self.on_concretized(id, found, took),
                     Event::Token => self.dirty = true,
+                    Event::Submitted => self.on_submitted(),
                 }
             }
             let now = Instant::now();
@@ -467,8 +474,10 @@ impl Worker {
 
     fn should_exit(&self) -> bool {
         // The installs stay in Slurm, recorded in running/: the next worker re-attaches.
+        // An sbatch on its way is waited for (at most a minute), so its job ID is
+        // written and the next worker need not look for it.
         if self.detaching {
-            return true;
+            return !self.executor.starting();
         }
         // An install that has ended and waits only for its outcome to be written does not
         // hold up a stop: the last try after the loop, or the next start, records it.

@@ -139,7 +139,12 @@ impl Worker {
                     r.term_sent = Some(Instant::now());
                     self.executor.stop(&r.handle, false);
                 }
-                let msg = if queued_in_slurm(&r.job) {
+                let being_submitted = r.handle.slurm.as_ref().is_some_and(|s| s.job_id.is_none());
+                let msg = if being_submitted {
+                    format!(
+                        "cancelling {name}: it is being handed to Slurm, and is cancelled there once Slurm answers (spack never started)"
+                    )
+                } else if queued_in_slurm(&r.job) {
                     format!(
                         "cancelling {name}: it is removed from Slurm's queue (spack never started)"
                     )
