@@ -1255,7 +1255,12 @@ fn the_worker_serves_everyone_while_sbatch_hangs_and_a_cancel_then_wins() {
     let ids: Vec<String> = slurm_cmd(
         slurm,
         "squeue",
-        &["-h", "--states=all", "--name=si-000003-third", "--format=%i|%Z"],
+        &[
+            "-h",
+            "--states=all",
+            "--name=si-000003-third",
+            "--format=%i|%Z",
+        ],
     )
     .lines()
     .filter_map(|l| l.split_once('|'))
@@ -1271,4 +1276,69 @@ fn the_worker_serves_everyone_while_sbatch_hangs_and_a_cancel_then_wins() {
     assert_eq!(state.trim(), "CANCELLED", "{}", w.output());
     assert_eq!(spack_runs(&s, "third"), 0);
     assert_eq!(spack_runs(&s, "hung"), 0);
+}
+
+#[test]
+fn a_worker_that_starts_during_an_outage_serves_everyone_and_finds_its_job_once_slurm_is_back() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "max_jobs = 4\n");
+    let path = slow_sbatch(&s, 3.0);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "lost"]);
+    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
+        s.where_is("000001-lost").as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Killed mid-sbatch: the record has no Slurm job ID; the orphaned sbatch lands.
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    wait_until(
+        "the orphaned sbatch landed",
+        Duration::from_secs(20),
+        || slurm_jobs_named(slurm, "000001-lost").len() == 1,
+    );
+    assert_eq!(slurm_id(&s, "running/000001-lost.toml"), None);
+
+    // The controller goes down before the next worker starts: it cannot tell yet
+    // whether Slurm has the job, and still starts and serves everyone at once.
+    let down = Stopped::stop(slurm, "slurmctld");
+    let w = s.spawn_worker(&[]);
+    let out = s.ok(&["submit", "meanwhile"]);
+    assert!(
+        !out.contains("has not taken it yet"),
+        "{out}\n{}",
+        w.output()
+    );
+    let status = s.ok(&["status"]);
+    assert!(status.contains("worker: running"), "{status}");
+    assert!(status.contains("being submitted to slurm"), "{status}");
+    // Nothing is handed to Slurm while it is unknown whether the lost job is there.
+    assert_eq!(s.where_is("000002-meanwhile").as_deref(), Some("pending"));
+    // Slurm's clients retry for seconds before they give up; the worker then asks again
+    // later, and still serves everyone.
+    wait_until("the lookup given up once", Duration::from_secs(60), || {
+        w.output().contains("cannot tell whether Slurm has it")
+    });
+    let out = s.ok(&["cancel", "2"]);
+    assert!(!out.contains("not running"), "{out}");
+    assert_eq!(s.where_is("000002-meanwhile").as_deref(), Some("cancelled"));
+    drop(down);
+    wait_until(
+        "the lost job done once the controller is back",
+        Duration::from_secs(120),
+        || s.where_is("000001-lost").as_deref() == Some("done"),
+    );
+    let log = w.output();
+    let ids = slurm_jobs_named(slurm, "000001-lost");
+    assert_eq!(ids.len(), 1, "{ids:?}\n{log}");
+    assert_eq!(
+        slurm_id(&s, "done/000001-lost.toml").map(|i| i.to_string()),
+        Some(ids[0].clone())
+    );
+    assert_eq!(spack_runs(&s, "lost"), 1, "{log}");
+    assert_eq!(record(&s, "done/000001-lost.toml").state.attempts, 1);
 }
