@@ -1342,3 +1342,91 @@ fn a_worker_that_starts_during_an_outage_serves_everyone_and_finds_its_job_once_
     assert_eq!(spack_runs(&s, "lost"), 1, "{log}");
     assert_eq!(record(&s, "done/000001-lost.toml").state.attempts, 1);
 }
+
+/// Sets slurmctld's `MinJobAge` (how long it remembers a finished job) for the length
+/// of a test, and 300 s again however it ends.
+struct MinJobAge<'a>(&'a Slurm);
+
+impl<'a> MinJobAge<'a> {
+    fn set(slurm: &'a Slurm, secs: u32) -> Self {
+        Self::write(slurm, secs);
+        MinJobAge(slurm)
+    }
+
+    fn write(slurm: &Slurm, secs: u32) {
+        let conf = fs::read_to_string(&slurm.conf).unwrap();
+        let conf: String = conf
+            .lines()
+            .map(|l| {
+                if l.starts_with("MinJobAge=") {
+                    format!("MinJobAge={secs}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        fs::write(&slurm.conf, conf).unwrap();
+        let _ = Command::new("scontrol")
+            .arg("reconfigure")
+            .env("SLURM_CONF", &slurm.conf)
+            .status();
+    }
+}
+
+impl Drop for MinJobAge<'_> {
+    fn drop(&mut self) {
+        Self::write(self.0, 300);
+    }
+}
+
+#[test]
+fn a_time_limit_slurm_enforced_while_no_worker_ran_is_recorded_as_timed_out() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    // Slurm forgets a finished job 2 s after it ends (and its purge runs), so the next
+    // worker has only exec-job's exit file to go by.
+    let _age = MinJobAge::set(slurm, 2);
+    let mut s = spool(slurm, "");
+    s.env
+        .push(("SPACK_FAKE_DELAYS".into(), "overrun=600".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "--timeout", "1m", "overrun"]);
+    let marker = format!("SPACK_INSTALLER_JOB={}/000001-overrun", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    let id = slurm_id(&s, "running/000001-overrun.toml")
+        .unwrap()
+        .to_string();
+    let stop = s
+        .command(&["worker", "stop", "--detach"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    w.wait(Duration::from_secs(5));
+    assert!(stop.wait_with_output().unwrap().status.success());
+    // Slurm ends it at its time limit (checked about every 30 s), then forgets it.
+    wait_until(
+        "Slurm to end the job and forget it",
+        Duration::from_secs(240),
+        || {
+            !Command::new("scontrol")
+                .args(["show", "job", &id])
+                .env("SLURM_CONF", &slurm.conf)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        },
+    );
+    assert!(s.path("slurm/000001-overrun.exit").exists());
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let rec = record(&s, "failed/000001-overrun.toml");
+    let reason = rec.state.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("timed out (Slurm time limit)"),
+        "{reason}\n{log}"
+    );
+}

@@ -121,6 +121,8 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
             Err(_) => break crate::executor::Exit::NotStarted,
         }
     };
+    // A signal already on its way as Spack ended (Slurm signals all of the job at once).
+    signalled |= rx.try_iter().any(|e| matches!(e, Ev::Signal));
     let record = ExitRecord {
         slurm_job_id: me,
         attempt: job.state.attempts,

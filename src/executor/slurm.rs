@@ -81,10 +81,13 @@ pub struct ExitRecord {
 impl ExitRecord {
     /// How the install ended, as far as the exit file tells: a signal that came once
     /// the job's `--time` had run out is Slurm's time limit, not a failure of Spack.
+    /// Slurm signals every process of the job, so Spack may die of the SIGTERM (or the
+    /// SIGKILL after `KillWait`) before exec-job sees its own: either counts.
     pub fn exit(&self, time_limit_s: Option<u64>) -> Exit {
+        let killed = self.signalled || matches!(self.exit_code, 143 | 137);
         // Slurm's timer is coarse (it checks about every 30 s): allow that much.
         match time_limit_s {
-            Some(limit) if self.signalled && self.ran_s + 30 >= limit => Exit::Cluster {
+            Some(limit) if killed && self.ran_s + 30 >= limit => Exit::Cluster {
                 code: self.exit_code,
                 why: "timed out (Slurm time limit)",
             },
@@ -1084,7 +1087,16 @@ mod tests {
             Exit::Cluster { why, .. } if why.starts_with("timed out")
         ));
         assert_eq!(r(true, 10).exit(Some(3600)), Exit::Code(143));
-        assert_eq!(r(false, 3600).exit(Some(3600)), Exit::Code(143));
+        // Spack killed by Slurm's SIGTERM before exec-job got its own.
+        assert!(matches!(
+            r(false, 3600).exit(Some(3600)),
+            Exit::Cluster { why, .. } if why.starts_with("timed out")
+        ));
+        let failed = ExitRecord {
+            exit_code: 1,
+            ..r(false, 3600)
+        };
+        assert_eq!(failed.exit(Some(3600)), Exit::Code(1));
         assert_eq!(r(true, 3600).exit(None), Exit::Code(143));
         assert_eq!(slurm_time(Duration::from_secs(90)), "0-00:02:00");
         assert_eq!(slurm_time(Duration::from_secs(3600)), "0-01:00:00");
