@@ -1,8 +1,9 @@
 //! The Slurm glue: installs that outlive the worker. At start, the `running/` jobs a
 //! previous worker handed to Slurm are followed again (or requeued if Slurm never got
-//! them); once per check interval one query tracks where they run; a refused `sbatch`
-//! sends the job back to `pending/` and holds all starts for a back-off. Which job runs
-//! next is not decided here, and a job's end is recorded by the finish stage.
+//! them); once per check interval one query tracks where they run. `sbatch` runs aside:
+//! its answer arrives as an event, and writes the job ID, or (refused) sends the job
+//! back to `pending/` and holds all starts for a back-off. Which job runs next is not
+//! decided here, and a job's end is recorded by the finish stage.
 
 use super::{Event, Running, StopReason, Worker, append_log, recovery};
 use crate::error::Result;
