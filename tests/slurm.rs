@@ -1430,3 +1430,53 @@ fn a_time_limit_slurm_enforced_while_no_worker_ran_is_recorded_as_timed_out() {
         "{reason}\n{log}"
     );
 }
+
+#[test]
+fn a_worker_killed_again_and_again_around_sbatch_runs_each_install_once() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "max_jobs = 3\n");
+    let path = slow_sbatch(&s, 0.3);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "0.5".into()));
+    let packages = ["ka", "kb", "kc", "kd", "ke", "kf"];
+    s.ok(&["submit"].into_iter().chain(packages).collect::<Vec<_>>());
+    // SIGKILL at fixed, uneven moments: before, during and after sbatch calls.
+    for ms in [350, 900, 150, 1200, 500, 700, 250, 1000, 400, 600] {
+        let mut w = s.spawn_worker(&[]);
+        std::thread::sleep(Duration::from_millis(ms));
+        w.signal(Signal::SIGKILL);
+        w.wait(Duration::from_secs(5));
+    }
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    for (i, p) in packages.iter().enumerate() {
+        let name = format!("{:06}-{p}", i + 1);
+        assert_eq!(s.where_is(&name).as_deref(), Some("done"), "{name}\n{log}");
+        assert_eq!(
+            spack_runs(&s, p),
+            1,
+            "{name}: Spack ran more than once\n{log}"
+        );
+        let rec = record(&s, &format!("done/{name}.toml"));
+        assert_eq!(rec.state.attempts, 1, "{name}");
+        // Every other Slurm job of that name was a stray, cancelled before it ran Spack.
+        let live: Vec<String> = slurm_cmd(
+            slurm,
+            "squeue",
+            &[
+                "-h",
+                "--states=all",
+                &format!("--name=si-{name}"),
+                "--format=%i|%T|%Z",
+            ],
+        )
+        .lines()
+        .filter(|l| l.ends_with(&format!("|{}", s.root.display())))
+        .filter(|l| !l.contains("|CANCELLED|"))
+        .map(String::from)
+        .collect();
+        assert_eq!(live.len(), 1, "{name}: {live:?}\n{log}");
+    }
+}
