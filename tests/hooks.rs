@@ -253,3 +253,43 @@ fn a_hanging_hook_is_killed_at_its_timeout_and_never_stalls_the_queue() {
         );
     }
 }
+
+#[test]
+fn a_stopping_worker_holds_its_lock_until_the_last_hook_has_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (started, open) = (tmp.path().join("started"), tmp.path().join("open"));
+    let hook = script(
+        tmp.path(),
+        "gate.sh",
+        &format!(
+            ": > {}\nwhile [ ! -e {} ]; do sleep 0.05; done",
+            started.display(),
+            open.display()
+        ),
+    );
+    let s = TestSpool::with_config(&format!(
+        "on_finish = [\"{}\"]\nhook_timeout = \"60s\"\n",
+        hook.display()
+    ));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "zlib"]);
+    wait_until("the hook running", Duration::from_secs(20), || {
+        started.exists()
+    });
+    w.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_until("the worker's loop ended", Duration::from_secs(10), || {
+        let log = w.output();
+        log.contains("worker stopped") || log.contains("stopping once the hooks")
+    });
+    // The hook still runs: the stopping worker still holds the spool, so a second
+    // worker cannot start beside it.
+    let second = s.run(&["worker", "run", "--until-idle"]);
+    assert_eq!(
+        second.status.code(),
+        Some(5),
+        "a second worker started while the first still ran a hook: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    fs::write(&open, "").unwrap();
+    assert!(w.wait(Duration::from_secs(10)).success(), "{}", w.output());
+}

@@ -14,7 +14,8 @@
 //! still quote what it expands, as with any data.
 //!
 //! When the worker stops, the jobs already ended are still notified before it exits
-//! (each bounded by `hook_timeout`).
+//! (each bounded by `hook_timeout`), and before it releases the spool's lock: no second
+//! worker starts while a hook of the first still runs.
 
 use super::mail::{self, MailTo};
 use crate::job::{Job, JobName, State};
@@ -24,6 +25,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -128,16 +131,21 @@ pub struct Hook {
 pub struct Notifier {
     tx: Option<Sender<Notice>>,
     thread: Option<JoinHandle<()>>,
+    /// Notices sent and not yet delivered.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Notifier {
     pub fn start() -> Notifier {
         let (tx, rx) = mpsc::channel::<Notice>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let left = queued.clone();
         let thread = std::thread::Builder::new()
             .name("notify".into())
             .spawn(move || {
                 for n in rx {
                     deliver(n);
+                    left.fetch_sub(1, Ordering::Relaxed);
                 }
             })
             .map_err(|e| tracing::error!("cannot start the notification thread: {e}"))
@@ -145,22 +153,34 @@ impl Notifier {
         Notifier {
             tx: thread.is_some().then_some(tx),
             thread,
+            queued,
         }
     }
 
     pub fn send(&self, n: Notice) {
         if let Some(tx) = &self.tx {
+            self.queued.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(n);
+        }
+    }
+
+    /// Run the notices already sent, then end the thread. The worker calls this while it
+    /// still holds the spool's lock, so no second worker starts beside a hook.
+    pub fn finish(&mut self) {
+        let left = self.queued.load(Ordering::Relaxed);
+        if left > 0 && self.thread.is_some() {
+            tracing::info!("stopping once the hooks and mail of {left} ended job(s) are done");
+        }
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
 
 impl Drop for Notifier {
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.finish();
     }
 }
 

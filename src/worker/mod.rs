@@ -462,6 +462,8 @@ impl Worker {
         for (id, exit) in std::mem::take(&mut self.deferred_exits) {
             self.on_exit(id, exit);
         }
+        // The hooks of the jobs that ended run before the lock is released.
+        self.notifier.finish();
         self.write_status(WorkerState::Stopped);
         tracing::info!("worker stopped");
         Ok(())
