@@ -13,7 +13,7 @@ fn json(s: &str) -> serde_json::Value {
 
 #[test]
 fn show_prints_every_field_and_the_argv_that_will_run() {
-    let s = TestSpool::new();
+    let s = TestSpool::with_config("cpus = 3\n");
     s.ok(&[
         "submit",
         "hdf5@1.14 +mpi",
@@ -41,19 +41,39 @@ fn show_prints_every_field_and_the_argv_that_will_run() {
     let _w = s.spawn_worker(&[]);
     s.ok(&["pause"]);
     s.ok(&["submit", "cmake"]);
+    s.ok(&["submit", "--mail", "always", "ninja"]);
     let v = json(&s.ok(&["show", "000002", "--json"]));
     assert_eq!(v["state"], "pending");
-    assert_eq!(
-        v["argv"],
-        serde_json::json!([
-            support::fake_spack().display().to_string(),
-            "install",
-            "--fail-fast",
-            "cmake"
-        ])
-    );
+    // With its -j: all 3 CPUs of the budget, since nothing else runs.
+    let will_run = serde_json::json!([
+        support::fake_spack().display().to_string(),
+        "install",
+        "-j",
+        "3",
+        "--fail-fast",
+        "cmake"
+    ]);
+    assert_eq!(v["argv"], will_run);
     let text = s.ok(&["show", "000002-cmake"]);
     assert!(text.contains("argv") && text.contains("cmake"), "{text}");
+    assert!(text.contains("(its -j if it started now)"), "{text}");
+    // Whether the owner gets mail: the site's setting, or the job's own choice.
+    assert!(
+        text.contains("mail          never (the site's setting)"),
+        "{text}"
+    );
+    let text = s.ok(&["show", "000003"]);
+    assert!(
+        text.contains("mail          always (asked for with the job)"),
+        "{text}"
+    );
+    // What show said is what ran.
+    s.ok(&["resume"]);
+    wait_until("cmake done", Duration::from_secs(20), || {
+        s.where_is("000002-cmake").as_deref() == Some("done")
+    });
+    let v = json(&s.ok(&["show", "000002", "--json"]));
+    assert_eq!(v["argv"], will_run);
 }
 
 #[test]

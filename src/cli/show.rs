@@ -3,8 +3,11 @@
 
 use super::Ctx;
 use super::output::JobView;
+use crate::config::ExecutorKind;
 use crate::error::Result;
+use crate::executor::budget;
 use crate::job::ConcreteState;
+use crate::spool::status::WorkerStatus;
 use crate::spool::{Dir, store};
 use crate::time::Timestamp;
 
@@ -35,12 +38,33 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         } else {
             vec![job.spec_canonical().to_string()]
         };
+        // Its share of the CPUs if it started now, beside what the worker runs.
+        let worker = WorkerStatus::read(&ctx.spool);
+        let dry_run = worker.as_ref().is_some_and(|w| w.dry_run);
+        let busy = worker.as_ref().map_or(0, |w| w.running.len()) + 1;
+        let jobs = match (cfg.executor.value, worker.as_ref().and_then(|w| w.cpus)) {
+            (ExecutorKind::Local, Some(cpus)) => Some(budget::share(cpus, busy) as u32),
+            _ => cfg.spack_jobs(busy),
+        }
+        .filter(|_| !dry_run);
         v.argv = std::iter::once(spack)
             .chain(std::iter::once("install".to_string()))
+            .chain(
+                jobs.into_iter()
+                    .flat_map(|j| ["-j".to_string(), j.to_string()]),
+            )
             .chain(cfg.install_args.value.iter().cloned())
             .chain(what)
             .collect();
     }
+    // Whether the owner gets mail at the end: the job's own choice, else the site's.
+    let mail = match job.submission().and_then(|s| s.mail) {
+        Some(m) => format!("{} (asked for with the job)", m.as_str()),
+        None => match ctx.config() {
+            Ok(cfg) => format!("{} (the site's setting)", cfg.mail.value.as_str()),
+            Err(_) => "the site's setting".to_string(),
+        },
+    };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&v).expect("serializes"));
         return Ok(0);
@@ -126,10 +150,18 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
         }
         print_dag(&ctx.spool, &name, c);
     }
+    if job.submission().is_some() {
+        println!("  mail          {mail}");
+    }
     println!("  log           {}", opt(&v.log));
     println!(
-        "  argv          {}",
-        serde_json::to_string(&v.argv).expect("serializes")
+        "  argv          {}{}",
+        serde_json::to_string(&v.argv).expect("serializes"),
+        if dir == Dir::Pending && v.argv.iter().any(|a| a == "-j") {
+            "  (its -j if it started now)"
+        } else {
+            ""
+        }
     );
     Ok(0)
 }
