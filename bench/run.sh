@@ -46,7 +46,7 @@ cargo build --release --quiet
 cargo build --release --quiet --manifest-path bench/harness/Cargo.toml
 
 work=${BENCH_WORK:-/var/tmp/spack-installer-bench}
-rm -rf "$work"
+rm -rf "$work" "$kept"
 mkdir -p "$work/bin"
 cc -O2 -o "$work/bin/noop" bench/noop.c
 cc -O2 -o "$work/bin/floor" bench/floor.c
@@ -54,6 +54,16 @@ cc -O2 -o "$work/bin/floor" bench/floor.c
 shm=()
 if [[ -d /dev/shm && -w /dev/shm ]]; then
     shm=(--shm "$(mktemp -d /dev/shm/spack-installer-bench.XXXXXX)")
+fi
+
+# Sections measured by hand (from the heading above a `<!-- Not generated` marker to the
+# end) are not the harness's to write: they are carried over to the new report.
+kept=$(mktemp)
+: >"$kept"
+if [[ -f $report ]]; then
+    # From the heading above the marker to the end of the file.
+    awk '{ line[NR] = $0 } /^## / { h = NR } /^<!-- Not generated/ && !from { from = h }
+         END { if (from) for (i = from; i <= NR; i++) print line[i] }' "$report" >"$kept"
 fi
 
 status=0
@@ -65,6 +75,10 @@ status=0
     "${shm[@]}" \
     --report "$report" \
     --command "$command" || status=$?
+if ((status == 0)) && [[ -s $kept ]]; then
+    printf '\n' >>"$report"
+    cat "$kept" >>"$report"
+fi
 if ((${#shm[@]})); then rm -rf "${shm[1]}"; fi
-rm -rf "$work"
+rm -rf "$work" "$kept"
 exit $status
