@@ -46,7 +46,7 @@ cargo build --release --quiet
 cargo build --release --quiet --manifest-path bench/harness/Cargo.toml
 
 work=${BENCH_WORK:-/var/tmp/spack-installer-bench}
-rm -rf "$work" "$kept"
+rm -rf "$work"
 mkdir -p "$work/bin"
 cc -O2 -o "$work/bin/noop" bench/noop.c
 cc -O2 -o "$work/bin/floor" bench/floor.c
