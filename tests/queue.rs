@@ -342,7 +342,7 @@ fn worker_toml_follows_a_burst_of_short_jobs_without_waiting_for_the_heartbeat()
     );
 }
 
-// ---- one member cannot steer another member's outcome or turn (SECURITY.md 55-59) ----
+// ---- one member cannot steer another member's outcome or turn (SECURITY.md 54-58) ----
 
 /// `optimize --json` as `who`: the jobs in plan order, with their reasons.
 fn plan_as(s: &site::Site, who: &site::Person) -> Vec<(String, String)> {
