@@ -1480,3 +1480,45 @@ fn a_worker_killed_again_and_again_around_sbatch_runs_each_install_once() {
         assert_eq!(live.len(), 1, "{name}: {live:?}\n{log}");
     }
 }
+
+#[test]
+fn a_detaching_stop_waits_for_an_sbatch_on_its_way_so_its_job_id_is_written() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    let (gate, path) = gated_sbatch(&s);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "onitsway"]);
+    wait_until(
+        "sbatch waiting at the gate",
+        Duration::from_secs(10),
+        || waiting_at_gate(&gate) == 1,
+    );
+    w.signal(Signal::SIGUSR1);
+    wait_until("the worker detaching", Duration::from_secs(10), || {
+        w.output().contains("leaving 1 install(s) running in Slurm")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        Path::new(&format!("/proc/{}", w.pid())).exists()
+            && !fs::read_to_string(format!("/proc/{}/stat", w.pid()))
+                .unwrap_or_default()
+                .contains(") Z "),
+        "the worker left before its sbatch answered"
+    );
+    fs::write(gate.join("open"), "").unwrap();
+    assert!(w.wait(Duration::from_secs(20)).success(), "{}", w.output());
+    let id = slurm_id(&s, "running/000001-onitsway.toml");
+    assert!(
+        id.is_some(),
+        "the job ID was not written before the worker left"
+    );
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("looking it up by name"), "{log}");
+    assert_eq!(slurm_id(&s, "done/000001-onitsway.toml"), id);
+    assert_eq!(spack_runs(&s, "onitsway"), 1);
+}

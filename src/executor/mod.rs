@@ -132,6 +132,11 @@ pub trait Executor {
     fn starting(&self) -> bool {
         false
     }
+    /// Whether a submission of ours is on its way (not a search for a previous worker's):
+    /// a detaching worker waits for it, so the job's batch ID gets written.
+    fn submitting(&self) -> bool {
+        self.starting()
+    }
     /// The starts that got their answer since the last call (none for executors whose
     /// `start` is done when it returns).
     fn submitted(&mut self) -> Vec<Submitted> {

@@ -374,6 +374,8 @@ struct Tracked {
 /// An install whose Slurm job ID is not known yet: its `sbatch`, or the search for what
 /// a dead worker's `sbatch` did, runs on a thread that answers through `rx`.
 struct InFlight {
+    /// An `sbatch` of ours (else the search for a dead worker's).
+    sbatch: bool,
     name: String,
     on_exit: OnExit,
     slurm: SlurmState,
@@ -593,6 +595,7 @@ impl SlurmExecutor {
     /// and is taken by [`Executor::submitted`].
     fn aside(
         &mut self,
+        sbatch: bool,
         name: &str,
         on_exit: OnExit,
         slurm: SlurmState,
@@ -605,6 +608,7 @@ impl SlurmExecutor {
             wake();
         });
         self.in_flight.push(InFlight {
+            sbatch,
             name: name.to_string(),
             on_exit,
             slurm,
@@ -646,6 +650,10 @@ impl Executor for SlurmExecutor {
 
     fn starting(&self) -> bool {
         !self.in_flight.is_empty()
+    }
+
+    fn submitting(&self) -> bool {
+        self.in_flight.iter().any(|f| f.sbatch)
     }
 
     fn submitted(&mut self) -> Vec<Submitted> {
@@ -722,7 +730,7 @@ impl Executor for SlurmExecutor {
             ..Default::default()
         };
         let job = name.clone();
-        self.aside(&name, on_exit, slurm.clone(), move || {
+        self.aside(true, &name, on_exit, slurm.clone(), move || {
             // Whatever keeps sbatch from taking the job (controller or munge down, the
             // partition inactive, a limit the admin's options break) is no fault of the
             // job.
@@ -789,7 +797,7 @@ impl Executor for SlurmExecutor {
                 self.spool.clone(),
             );
             let (job_name, attempt) = (name.clone(), job.state.attempts);
-            self.aside(&name, on_exit, recorded.clone(), move || {
+            self.aside(false, &name, on_exit, recorded.clone(), move || {
                 wait_out_sbatch(&root, &job_name);
                 let mut said = false;
                 let mut found = loop {

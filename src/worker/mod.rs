@@ -477,9 +477,10 @@ impl Worker {
     fn should_exit(&self) -> bool {
         // The installs stay in Slurm, recorded in running/: the next worker re-attaches.
         // An sbatch on its way is waited for (at most a minute), so its job ID is
-        // written and the next worker need not look for it.
+        // written and the next worker need not look for it. A search for a previous
+        // worker's job is not: the next worker searches again.
         if self.detaching {
-            return !self.executor.starting();
+            return !self.executor.submitting();
         }
         // An install that has ended and waits only for its outcome to be written does not
         // hold up a stop: the last try after the loop, or the next start, records it.
