@@ -498,25 +498,33 @@ fn spack_runs(s: &TestSpool, package: &str) -> usize {
         .count()
 }
 
+/// A spool whose worker was SIGKILLed while the `sbatch` of its first job, `package`,
+/// ran (a 3 s one): the wrapper (and then the real sbatch) outlives the worker, and the
+/// record has no Slurm job ID.
+fn killed_during_sbatch(slurm: &Slurm, slurm_section: &str, package: &str) -> TestSpool {
+    let mut s = spool(slurm, slurm_section);
+    let path = slow_sbatch(&s, 3.0);
+    s.env.push(("PATH".into(), path));
+    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", package]);
+    let name = format!("000001-{package}");
+    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
+        s.where_is(&name).as_deref() == Some("running")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    assert_eq!(slurm_id(&s, &format!("running/{name}.toml")), None);
+    s
+}
+
 #[test]
 fn a_worker_killed_during_a_slow_sbatch_leaves_one_slurm_job_and_one_spack_run() {
     let Some((slurm, _serial)) = cluster() else {
         return;
     };
-    let mut s = spool(slurm, "");
-    let path = slow_sbatch(&s, 3.0);
-    s.env.push(("PATH".into(), path));
-    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
-    let mut w = s.spawn_worker(&[]);
-    s.ok(&["submit", "slowsub"]);
-    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
-        s.where_is("000001-slowsub").as_deref() == Some("running")
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    // Mid-sbatch: the wrapper (and then the real sbatch) outlives the worker.
-    w.signal(Signal::SIGKILL);
-    w.wait(Duration::from_secs(5));
-    assert_eq!(slurm_id(&s, "running/000001-slowsub.toml"), None);
+    let s = killed_during_sbatch(slurm, "", "slowsub");
 
     let out = s.drain();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -1283,25 +1291,13 @@ fn a_worker_that_starts_during_an_outage_serves_everyone_and_finds_its_job_once_
     let Some((slurm, _serial)) = cluster() else {
         return;
     };
-    let mut s = spool(slurm, "max_jobs = 4\n");
-    let path = slow_sbatch(&s, 3.0);
-    s.env.push(("PATH".into(), path));
-    s.env.push(("SPACK_FAKE_DELAY".into(), "1".into()));
-    let mut w = s.spawn_worker(&[]);
-    s.ok(&["submit", "lost"]);
-    wait_until("the job handed to sbatch", Duration::from_secs(10), || {
-        s.where_is("000001-lost").as_deref() == Some("running")
-    });
-    std::thread::sleep(Duration::from_secs(1));
-    // Killed mid-sbatch: the record has no Slurm job ID; the orphaned sbatch lands.
-    w.signal(Signal::SIGKILL);
-    w.wait(Duration::from_secs(5));
+    let s = killed_during_sbatch(slurm, "max_jobs = 4\n", "lost");
+    // The orphaned sbatch lands.
     wait_until(
         "the orphaned sbatch landed",
         Duration::from_secs(20),
         || slurm_jobs_named(slurm, "000001-lost").len() == 1,
     );
-    assert_eq!(slurm_id(&s, "running/000001-lost.toml"), None);
 
     // The controller goes down before the next worker starts: it cannot tell yet
     // whether Slurm has the job, and still starts and serves everyone at once.

@@ -70,9 +70,14 @@ impl Worker {
             ),
         );
         tracing::warn!(job_id = id.0, job = %name, "Slurm did not take it: {why}; it waits in pending/, trying again in {wait:?}");
+        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
+        self.unsubmitted(id, job);
+    }
+
+    /// Slurm never ran this attempt: back to `pending/`, the attempt not counted.
+    fn unsubmitted(&mut self, id: JobId, mut job: Job) {
         job.state.attempts = job.state.attempts.saturating_sub(1);
         job.state.slurm = None;
-        job.state.reason = Some(format!("{WAITING_FOR_SLURM}{why}"));
         match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
             Ok(()) => {
                 self.pending.insert(id, job);
@@ -170,25 +175,13 @@ impl Worker {
                     self.on_exit(id, Exit::NotStarted);
                 }
                 Submitted::NeverSubmitted { .. } => {
-                    let mut job = self.running.remove(&id).expect("found above").job;
+                    let job = self.running.remove(&id).expect("found above").job;
                     tracing::warn!(job = %name, "Slurm never got it (the previous worker died while handing it on): back to pending/, this attempt not counted");
                     append_log(
                         &log,
                         "==> spack-installer: the worker died while handing it to Slurm, which never got it; back to pending\n",
                     );
-                    job.state.attempts = job.state.attempts.saturating_sub(1);
-                    job.state.slurm = None;
-                    match recovery::requeue(&self.spool, &mut job, Timestamp::now()) {
-                        Ok(()) => {
-                            self.pending.insert(id, job);
-                            self.pending_mtime.remove(&id);
-                        }
-                        // Left in running/ marked pending: the rescan (or recovery) moves
-                        // it back.
-                        Err(e) => self.io_error(e),
-                    }
-                    self.changed();
-                    self.status_changed();
+                    self.unsubmitted(id, job);
                 }
             }
         }
