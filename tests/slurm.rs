@@ -711,12 +711,24 @@ fn a_job_slurm_refuses_waits_in_pending_with_slurms_reason_and_runs_once_slurm_i
         .matches("Slurm did not take it")
         .count();
     assert!(tries <= 4, "{tries} tries in a few seconds");
+    // Operators can alert on it.
+    let metrics = || fs::read_to_string(s.path("metrics.prom")).unwrap_or_default();
+    wait_until(
+        "the refusal in the metrics",
+        Duration::from_secs(10),
+        || metrics().contains("\nspack_installer_slurm_refusing 1\n"),
+    );
 
     drop(inactive);
     wait_until(
         "both done once Slurm is back",
         Duration::from_secs(60),
         || s.ls("done").len() == 2,
+    );
+    wait_until(
+        "the metrics say Slurm takes jobs",
+        Duration::from_secs(10),
+        || metrics().contains("\nspack_installer_slurm_refusing 0\n"),
     );
     let done = record(&s, "done/000001-patient.toml");
     assert_eq!(done.state.attempts, 1);

@@ -97,6 +97,8 @@ pub struct Snapshot {
     pub held_by_guard: bool,
     /// `spack spec` runs now (the concretization stage's lanes in use).
     pub concretizing: usize,
+    /// Slurm refused the last job handed to it, and has taken none since.
+    pub slurm_refusing: bool,
 }
 
 #[derive(Debug)]
@@ -261,6 +263,11 @@ impl Metrics {
                 "concretizing",
                 "How many `spack spec` run now for the concretization stage.",
                 s.concretizing as u64,
+            ),
+            (
+                "slurm_refusing",
+                "1 while Slurm refuses our jobs (its last sbatch failed; they wait in pending/ with Slurm's message).",
+                u64::from(s.slurm_refusing),
             ),
         ];
         for (name, help, v) in gauges {

@@ -80,6 +80,7 @@ impl Worker {
             cpus: self.jobserver.as_ref().map(Jobserver::cpus),
             held_by_guard: self.waiting.is_some(),
             concretizing: self.lanes.busy(),
+            slurm_refusing: self.cluster_backoff > super::cluster::CLUSTER_BACKOFF_MIN,
         };
         let dir = self
             .cfg
