@@ -2,8 +2,9 @@
 //! private memory cgroup of 64 MiB (and as much memory+swap) so it can never touch the
 //! machine's memory. The fake Spack (`SPACK_FAKE_OOM`) moves itself into that cgroup
 //! and grows a string until the cgroup's OOM killer kills the grower: Spack itself, or
-//! a compile step its make runs, as in a real build. The worker must say so in the
-//! job's reason, and the queue must go on.
+//! a compile step its make runs, as in a real build; or the worker shares the cgroup
+//! with its installs, as under a memory limit on the whole service. The worker must say
+//! so in the job's reason, and the queue must go on.
 //!
 //! Needs root and a memory controller (cgroup v1's memory hierarchy, or v2 with the
 //! memory controller enabled for children of the test's own cgroup); says why it skips
@@ -142,12 +143,13 @@ fn vmstat_oom_kills() -> u64 {
     spack_installer::executor::budget::counter(&text, "oom_kill").unwrap()
 }
 
-/// A spool whose `hog` outgrows a fresh 64 MiB cgroup (grown by `victim`), or why not.
-fn oom_spool(test: &str, victim: &str) -> Option<(TestSpool, MemCgroup)> {
+/// A spool whose `hog` outgrows a fresh 64 MiB cgroup (named by `tag`; grown by
+/// `victim`), or why not.
+fn oom_spool(test: &str, tag: &str, victim: &str) -> Option<(TestSpool, MemCgroup)> {
     if !root_or_skip(test, "create a memory cgroup") {
         return None;
     }
-    let cg = match MemCgroup::new(victim) {
+    let cg = match MemCgroup::new(tag) {
         Ok(cg) => cg,
         Err(why) => {
             use std::io::Write;
@@ -182,6 +184,7 @@ fn reason(record: &str) -> String {
 fn spack_killed_by_the_oom_killer_fails_with_the_oom_reason_and_the_queue_goes_on() {
     let Some((s, cg)) = oom_spool(
         "spack_killed_by_the_oom_killer_fails_with_the_oom_reason",
+        "spack",
         "spack",
     ) else {
         return;
@@ -221,6 +224,7 @@ fn a_compiler_killed_by_the_oom_killer_says_so_after_spacks_error() {
     let Some((s, cg)) = oom_spool(
         "a_compiler_killed_by_the_oom_killer_says_so_after_spacks_error",
         "compiler",
+        "compiler",
     ) else {
         return;
     };
@@ -247,4 +251,35 @@ fn a_compiler_killed_by_the_oom_killer_says_so_after_spacks_error() {
     );
     assert_eq!(s.ls("done"), ["000002-zlib.toml"]);
     assert!(MemCgroup::procs(&cg.dir).is_empty());
+}
+
+#[test]
+fn a_worker_sharing_its_memory_cgroup_with_the_install_survives_the_oom_kill() {
+    // The shape of a deployment with a memory limit on the whole service: the worker
+    // and its installs in one cgroup (the install's move into it changes nothing). The
+    // killer must pick the install, and the worker must report it and go on.
+    let Some((s, cg)) = oom_spool(
+        "a_worker_sharing_its_memory_cgroup_with_the_install_survives_the_oom_kill",
+        "shared",
+        "spack",
+    ) else {
+        return;
+    };
+    let w = s.spawn_worker(&[]);
+    fs::write(cg.dir.join("cgroup.procs"), w.pid().to_string()).unwrap();
+    assert_eq!(MemCgroup::procs(&cg.dir), [w.pid()]);
+    s.ok(&["submit", "hog", "zlib"]);
+    support::wait_until("both jobs to end", Duration::from_secs(60), || {
+        s.ls("failed").len() + s.ls("done").len() == 2
+    });
+    assert_eq!(cg.oom_kills(), 1, "the kernel killed nothing in the cgroup");
+    assert_eq!(s.ls("failed"), ["000001-hog.toml"]);
+    let why = reason(&s.read("failed/000001-hog.toml"));
+    assert!(
+        why.starts_with("killed by the out-of-memory killer"),
+        "{why}"
+    );
+    assert_eq!(s.ls("done"), ["000002-zlib.toml"]);
+    // The worker is still there, alone in the cgroup.
+    assert_eq!(MemCgroup::procs(&cg.dir), [w.pid()], "{}", w.output());
 }
