@@ -232,6 +232,9 @@ fn the_unit_verifies() {
     assert_eq!(unit_value(&u, "User"), "spack");
     assert_eq!(unit_value(&u, "Group"), "swinstaller");
     assert!(u.contains("\nWatchdogSec="), "no WatchdogSec=");
+    // An OOM-killed build fails its job; it must not stop the service (tests/oom.rs
+    // shows the worker reporting it and going on).
+    assert_eq!(unit_value(&u, "OOMPolicy"), "continue");
 }
 
 /// The daily cleanup: a timer and the oneshot service it starts, both accepted by

@@ -1149,7 +1149,9 @@ fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
 
 /// A directory holding an `sbatch` that waits at a gate, then runs the real one (put it
 /// first in `PATH`). Each call leaves `DIR/started.PID` and waits for `DIR/open`; with
-/// `DIR/refuse` present it then fails as Slurm does when it refuses a job.
+/// `DIR/refuse` present it then fails as Slurm does when it refuses a job. A test that
+/// ends without opening the gate leaves no waiting process: it fails once its directory
+/// is gone (the test's temporary directory removed), or after two minutes.
 fn gated_sbatch(s: &TestSpool) -> (PathBuf, String) {
     use std::os::unix::fs::PermissionsExt;
     let real = spack_installer::config::find_on_path("sbatch").unwrap();
@@ -1159,7 +1161,8 @@ fn gated_sbatch(s: &TestSpool) -> (PathBuf, String) {
     fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n: > {d}/started.$$\nwhile [ ! -e {d}/open ]; do sleep 0.05; done\n\
+            "#!/bin/sh\n: > {d}/started.$$\ni=0\nwhile [ ! -e {d}/open ]; do\n  \
+             i=$((i + 1)); [ -d {d} ] && [ $i -lt 2400 ] || exit 1\n  sleep 0.05\ndone\n\
              if [ -e {d}/refuse ]; then\n  echo 'sbatch: error: Batch job submission failed: the gate said no' >&2\n  exit 1\nfi\n\
              exec {real} \"$@\"\n",
             d = dir.display(),
