@@ -914,7 +914,7 @@ impl Executor for SlurmExecutor {
                     && jname.starts_with(JOB_PREFIX)
                     && is_our_dir(self.spool.root(), dir)
                     // The job ID of an sbatch on its way is not known yet.
-                    && self.in_flight.is_empty()
+                    && !self.in_flight.iter().any(|f| slurm_name(&f.name) == jname)
                 {
                     strays.push((id, jname.to_string()));
                 }
