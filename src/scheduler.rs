@@ -69,16 +69,20 @@
 //! waits stay below the old formula's (which had no bound). Sites set `overdue_after`.
 //!
 //! **Cost.** `plan` is O((n + e) log n) for n pending jobs and e dependency edges:
-//! lookups are by hash, doom spreads by one walk over reverse edges, cycles are found by
-//! an iterative Tarjan, the inherited level and chain ratio by one pass in topological
-//! order; fair share then scans the owners of a class for each of its places, O(n·k)
-//! for k owners (a few dozen at a site): 10 000 jobs of four owners were ranked in
-//! 18 ms of CPU (median), against 13 ms for the same jobs of one owner.
+//! lookups are by hash, each package numbered once (later sets of packages are flags
+//! by number); the edges of every job lie in one flat list per kind, not a vector per job;
+//! doom spreads by one walk over reverse edges; cycles are looked for by a topological
+//! sort and named by an iterative Tarjan only when there is one; the inherited level
+//! and chain ratio come from one pass in topological order; each job's estimate is
+//! worked out once. Fair share keeps each owner's next job in a heap, O(n log k) for
+//! k owners, instead of scanning the owners for every place. `reference` (tests only)
+//! keeps the straightforward version, which a property test holds this one to, place
+//! for place and reason for reason. BENCHMARKS-scheduler.md has the measured times.
 
 use crate::job::{JobId, Priority};
 use crate::time::Timestamp;
 use std::cmp::Reverse;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -307,7 +311,17 @@ impl QueueState {
     /// does not take one second. A short estimate without a timeout is believed: the
     /// install is then killed at estimate × the multiplier, so the lie costs the liar.
     pub fn estimate(&self, job: &PendingJob, policy: &Policy) -> (Duration, &'static str) {
-        if let Some(d) = self.dag.get(&job.id).and_then(|d| d.estimate) {
+        self.estimate_with(job, self.dag.get(&job.id), policy)
+    }
+
+    /// [`QueueState::estimate`], given the job's DAG (looked up once per plan).
+    fn estimate_with(
+        &self,
+        job: &PendingJob,
+        dag: Option<&Dag>,
+        policy: &Policy,
+    ) -> (Duration, &'static str) {
+        if let Some(d) = dag.and_then(|d| d.estimate) {
             return match job.estimate {
                 Some(e) if e > d => (e, "its own estimate"),
                 Some(_) => (
@@ -369,35 +383,97 @@ fn own_failure<'f>(
     (!installed_since).then_some(bad)
 }
 
-/// The dependency graph among pending jobs, with doom decided.
-struct Graph {
-    /// waits[i]: the pending jobs i waits for (indices, sorted, no duplicates).
-    waits: Vec<Vec<usize>>,
-    /// on_running[i]: the running jobs i waits for (indices into `q.running`).
-    on_running: Vec<Vec<usize>>,
-    /// dependents[j]: the pending jobs that wait for j.
-    dependents: Vec<Vec<usize>>,
-    doom: Vec<Option<String>>,
+/// One list of job indices per job, all in one allocation (a plan of 10 000 jobs would
+/// otherwise allocate a vector per job for each kind of edge).
+struct Lists {
+    /// The list of job i is `items[start[i]..start[i + 1]]`.
+    start: Vec<usize>,
+    items: Vec<usize>,
 }
 
-fn graph(q: &QueueState) -> Graph {
+impl Lists {
+    fn with_capacity(n: usize) -> Lists {
+        let mut start = Vec::with_capacity(n + 1);
+        start.push(0);
+        Lists {
+            start,
+            items: Vec::new(),
+        }
+    }
+
+    /// Ends the list being built (the next job's begins).
+    fn close(&mut self) {
+        self.start.push(self.items.len());
+    }
+
+    fn of(&self, i: usize) -> &[usize] {
+        &self.items[self.start[i]..self.start[i + 1]]
+    }
+
+    /// The lists of `n` groups from (group, item) pairs given in the order each group's
+    /// items should keep (a counting sort: no hashing, no vector per group).
+    fn grouped(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Lists {
+        let mut start = vec![0; n + 1];
+        for (g, _) in pairs.clone() {
+            start[g + 1] += 1;
+        }
+        for g in 0..n {
+            start[g + 1] += start[g];
+        }
+        let mut fill = start.clone();
+        let mut items = vec![0; start[n]];
+        for (g, item) in pairs {
+            items[fill[g]] = item;
+            fill[g] += 1;
+        }
+        Lists { start, items }
+    }
+}
+
+/// The dependency graph among pending jobs, with doom decided.
+struct Graph {
+    /// The pending jobs each job waits for (indices, sorted, no duplicates; for a job
+    /// doomed by its `after` list, the ones found before the doom, as listed).
+    waits: Lists,
+    /// The running jobs each job waits for (indices into `q.running`).
+    on_running: Lists,
+    /// The pending jobs that wait for each job, in ID order (once per edge).
+    dependents: Lists,
+    doom: Vec<Option<String>>,
+    /// Each job's package as a number (equal numbers, equal packages), so the plan keeps
+    /// sets of packages without hashing names.
+    package: Vec<usize>,
+    packages: usize,
+}
+
+fn graph(q: &QueueState, dags: &[Option<&Dag>]) -> Graph {
     let n = q.pending.len();
-    let index: FastMap<JobId, usize> = q
-        .pending
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.id, i))
-        .collect();
+    // By ID: for `after` lists and DAG roots (most queues have neither).
+    let mut index: FastMap<JobId, usize> = FastMap::default();
+    if !q.dag.is_empty() || q.pending.iter().any(|p| !p.after.is_empty()) {
+        index.reserve(n);
+        for (i, p) in q.pending.iter().enumerate() {
+            index.insert(p.id, i);
+        }
+    }
     let running_index: FastMap<JobId, usize> = q
         .running
         .iter()
         .enumerate()
         .map(|(i, r)| (r.id, i))
         .collect();
-    let mut by_package: FastMap<&str, Vec<usize>> = FastMap::default();
-    for (i, p) in q.pending.iter().enumerate() {
-        by_package.entry(p.package.as_str()).or_default().push(i);
-    }
+    let mut package_number: FastMap<&str, usize> =
+        FastMap::with_capacity_and_hasher(n, Default::default());
+    let package: Vec<usize> = q
+        .pending
+        .iter()
+        .map(|p| {
+            let next = package_number.len();
+            *package_number.entry(p.package.as_str()).or_insert(next)
+        })
+        .collect();
+    let packages = package_number.len();
+    let by_package = Lists::grouped(packages, package.iter().copied().zip(0..n));
     let mut running_by_package: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, r) in q.running.iter().enumerate() {
         running_by_package
@@ -422,15 +498,20 @@ fn graph(q: &QueueState) -> Graph {
         roots.entry(d.root.as_str()).or_default().push((*id, place));
     }
 
-    let mut waits = vec![Vec::new(); n];
-    let mut on_running = vec![Vec::new(); n];
+    let mut waits = Lists::with_capacity(n);
+    let mut on_running = Lists::with_capacity(n);
     let mut doom: Vec<Option<String>> = vec![None; n];
+    // The current job's edges, before sorting.
+    let mut mine: Vec<usize> = Vec::new();
+    let mut mine_running: Vec<usize> = Vec::new();
     for (i, job) in q.pending.iter().enumerate() {
+        mine.clear();
+        mine_running.clear();
         for dep in &job.after {
             if let Some(&j) = index.get(dep) {
-                waits[i].push(j);
+                mine.push(j);
             } else if let Some(&r) = running_index.get(dep) {
-                on_running[i].push(r);
+                mine_running.push(r);
             } else if let Some(f) = q.finished.get(dep)
                 && f.outcome != Outcome::Done
             {
@@ -438,52 +519,57 @@ fn graph(q: &QueueState) -> Graph {
                 break;
             }
         }
-        if doom[i].is_some() {
-            continue;
-        }
-        for pkg in &job.dependencies {
-            let queued = by_package.get(pkg.as_str());
-            let running = running_by_package.get(pkg.as_str());
-            if queued.is_some_and(|v| v.iter().any(|&j| j != i)) || running.is_some() {
-                waits[i].extend(queued.into_iter().flatten().filter(|&&j| j != i));
-                on_running[i].extend(running.into_iter().flatten());
-            } else if let Some(f) = own_failure(q.finished_by_package.get(pkg), job) {
-                doom[i] = Some(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
-                break;
+        if doom[i].is_none() {
+            for pkg in &job.dependencies {
+                let queued = package_number.get(pkg.as_str()).map(|&k| by_package.of(k));
+                let running = running_by_package.get(pkg.as_str());
+                if queued.is_some_and(|v| v.iter().any(|&j| j != i)) || running.is_some() {
+                    mine.extend(queued.into_iter().flatten().filter(|&&j| j != i));
+                    mine_running.extend(running.into_iter().flatten());
+                } else if let Some(f) = own_failure(q.finished_by_package.get(pkg), job) {
+                    doom[i] = Some(format!("dependency {} {}", f.name, outcome_word(f.outcome)));
+                    break;
+                }
             }
-        }
-        // The DAG: wait for the jobs whose root this one would build.
-        if let Some(mine) = q.dag.get(&job.id) {
-            for b in &mine.builds {
-                for &(other, j) in roots.get(b.as_str()).into_iter().flatten() {
-                    match j {
-                        Place::Pending(j) if j != i => waits[i].push(j),
-                        Place::Running(r) if other != job.id => on_running[i].push(r),
-                        _ => {}
+            // The DAG: wait for the jobs whose root this one would build.
+            if let Some(d) = dags.get(i).copied().flatten() {
+                for b in &d.builds {
+                    for &(other, j) in roots.get(b.as_str()).into_iter().flatten() {
+                        match j {
+                            Place::Pending(j) if j != i => mine.push(j),
+                            Place::Running(r) if other != job.id => mine_running.push(r),
+                            _ => {}
+                        }
                     }
                 }
             }
+            mine.sort_unstable();
+            mine.dedup();
+            mine_running.sort_unstable();
+            mine_running.dedup();
         }
-        waits[i].sort_unstable();
-        waits[i].dedup();
-        on_running[i].sort_unstable();
-        on_running[i].dedup();
+        waits.items.extend_from_slice(&mine);
+        waits.close();
+        on_running.items.extend_from_slice(&mine_running);
+        on_running.close();
     }
 
     // Everything below walks jobs in ID order, so the plan does not depend on the order
     // of `q.pending` (names in reasons, ties in sums).
     let id = |i: &usize| q.pending[*i].id;
-    let mut dependents = vec![Vec::new(); n];
-    for (i, w) in waits.iter().enumerate() {
-        for &j in w {
-            dependents[j].push(i);
-        }
+    let mut by_id: Vec<usize> = (0..n).collect();
+    if !q.pending.is_sorted_by_key(|p| p.id) {
+        by_id.sort_unstable_by_key(id);
     }
-    for d in &mut dependents {
-        d.sort_unstable_by_key(id);
-    }
+    // Filled in ID order, each job's dependents come out in ID order.
+    let dependents = Lists::grouped(
+        n,
+        by_id
+            .iter()
+            .flat_map(|&i| waits.of(i).iter().map(move |&j| (j, i))),
+    );
 
-    for mut cycle in cycles(&waits, &doom) {
+    for mut cycle in cycles(&waits, &dependents, &doom) {
         cycle.sort_unstable_by_key(id);
         const SHOWN: usize = 6;
         let names: Vec<&str> = cycle
@@ -507,11 +593,13 @@ fn graph(q: &QueueState) -> Graph {
     }
 
     // Doom spreads to everything that waits, directly or not, on a doomed job.
-    let mut seeds: Vec<usize> = (0..n).filter(|&i| doom[i].is_some()).collect();
-    seeds.sort_unstable_by_key(id);
-    let mut queue: VecDeque<usize> = seeds.into();
+    let mut queue: VecDeque<usize> = by_id
+        .iter()
+        .copied()
+        .filter(|&i| doom[i].is_some())
+        .collect();
     while let Some(d) = queue.pop_front() {
-        for &i in &dependents[d] {
+        for &i in dependents.of(d) {
             if doom[i].is_none() {
                 doom[i] = Some(format!(
                     "dependency {} cannot run",
@@ -526,16 +614,46 @@ fn graph(q: &QueueState) -> Graph {
         on_running,
         dependents,
         doom,
+        package,
+        packages,
     }
+}
+
+/// Whether the jobs not doomed already wait on one another in a cycle: a topological
+/// sort (Kahn's) that cannot place them all. Cheaper than finding the cycles, which
+/// most plans have none of.
+fn has_cycle(waits: &Lists, dependents: &Lists, doom: &[Option<String>]) -> bool {
+    let n = doom.len();
+    let live = |v: usize| doom[v].is_none();
+    let mut missing: Vec<usize> = (0..n)
+        .map(|i| waits.of(i).iter().filter(|&&w| live(w)).count())
+        .collect();
+    let mut ready: Vec<usize> = (0..n).filter(|&i| live(i) && missing[i] == 0).collect();
+    let mut placed = 0;
+    while let Some(j) = ready.pop() {
+        placed += 1;
+        for &i in dependents.of(j) {
+            if live(i) {
+                missing[i] -= 1;
+                if missing[i] == 0 {
+                    ready.push(i);
+                }
+            }
+        }
+    }
+    placed < (0..n).filter(|&i| live(i)).count()
 }
 
 /// The cycles among waiting jobs that are not doomed already: strongly connected
 /// components of more than one job, or a job waiting on itself (Tarjan's algorithm,
 /// iterative so a long chain cannot overflow the stack).
-fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
+fn cycles(waits: &Lists, dependents: &Lists, doom: &[Option<String>]) -> Vec<Vec<usize>> {
     const NONE: usize = usize::MAX;
-    let n = waits.len();
+    let n = doom.len();
     let live = |v: usize| doom[v].is_none();
+    if !has_cycle(waits, dependents, doom) {
+        return Vec::new();
+    }
     let mut index = vec![NONE; n];
     let mut low = vec![0; n];
     let mut on = vec![false; n];
@@ -555,7 +673,7 @@ fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
         stack.push(root);
         on[root] = true;
         while let Some(&mut (v, ref mut e)) = calls.last_mut() {
-            if let Some(&w) = waits[v].get(*e) {
+            if let Some(&w) = waits.of(v).get(*e) {
                 *e += 1;
                 if !live(w) {
                     continue;
@@ -577,6 +695,15 @@ fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
                 low[parent] = low[parent].min(low[v]);
             }
             if low[v] == index[v] {
+                // Most components are one job that is no cycle: no vector for those.
+                if stack.last() == Some(&v) {
+                    stack.pop();
+                    on[v] = false;
+                    if waits.of(v).contains(&v) {
+                        out.push(vec![v]);
+                    }
+                    continue;
+                }
                 let mut comp = Vec::new();
                 while let Some(w) = stack.pop() {
                     on[w] = false;
@@ -585,9 +712,7 @@ fn cycles(waits: &[Vec<usize>], doom: &[Option<String>]) -> Vec<Vec<usize>> {
                         break;
                     }
                 }
-                if comp.len() > 1 || waits[v].contains(&v) {
-                    out.push(comp);
-                }
+                out.push(comp);
             }
         }
     }
@@ -609,6 +734,7 @@ struct Rank {
     /// How many jobs lie on that chain after this one.
     chain_len: usize,
     estimate: Duration,
+    estimate_from: &'static str,
 }
 
 impl Rank {
@@ -620,14 +746,22 @@ impl Rank {
 /// Rank the pending jobs.
 pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> {
     let n = q.pending.len();
-    let g = graph(q);
+    // Each job's DAG, looked up once (the map is keyed by ID with the standard hasher);
+    // empty when no job has one.
+    let dags: Vec<Option<&Dag>> = if q.dag.is_empty() {
+        Vec::new()
+    } else {
+        q.pending.iter().map(|p| q.dag.get(&p.id)).collect()
+    };
+    let dag = |i: usize| dags.get(i).copied().flatten();
+    let g = graph(q, &dags);
 
     let mut rank: Vec<Rank> = q
         .pending
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let estimate = q.estimate(p, policy).0;
+            let (estimate, estimate_from) = q.estimate_with(p, dag(i), policy);
             Rank {
                 overdue: policy.overdue(p.submitted_at, now),
                 lender: i,
@@ -636,13 +770,14 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
                 chain_secs: estimate.as_secs_f64().max(1.0),
                 chain_len: 0,
                 estimate,
+                estimate_from,
             }
         })
         .collect();
 
     // Topological order of the live jobs, dependencies first (Kahn); then one pass
     // backwards so every job sees its dependents' final values.
-    let mut missing: Vec<usize> = g.waits.iter().map(|w| w.len()).collect();
+    let mut missing: Vec<usize> = (0..n).map(|i| g.waits.of(i).len()).collect();
     let mut topo: Vec<usize> = (0..n)
         .filter(|&i| g.doom[i].is_none() && missing[i] == 0)
         .collect();
@@ -650,31 +785,39 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
     while head < topo.len() {
         let j = topo[head];
         head += 1;
-        for &i in &g.dependents[j] {
+        for &i in g.dependents.of(j) {
             missing[i] -= 1;
             if missing[i] == 0 && g.doom[i].is_none() {
                 topo.push(i);
             }
         }
     }
-    let mut bundles: Vec<(f64, f64, usize)> = Vec::new();
+    // (ratio, weight, time, jobs) of each dependent's bundle.
+    let mut bundles: Vec<(f64, f64, f64, usize)> = Vec::new();
     for &j in topo.iter().rev() {
         let mine = rank[j];
         let mut best = mine;
         bundles.clear();
-        for &d in &g.dependents[j] {
+        for &d in g.dependents.of(j) {
             let theirs = rank[d];
             if theirs.overdue && (!best.overdue || theirs.served_since < best.served_since) {
                 best.overdue = true;
                 best.served_since = theirs.served_since;
                 best.lender = theirs.lender;
             }
-            bundles.push((theirs.chain_weight, theirs.chain_secs, theirs.chain_len + 1));
+            bundles.push((
+                theirs.ratio(),
+                theirs.chain_weight,
+                theirs.chain_secs,
+                theirs.chain_len + 1,
+            ));
         }
         // Sidney's rule on a tree: take the dependents' bundles, best ratio first,
         // while each raises the ratio of the whole.
-        bundles.sort_unstable_by(|a, b| (b.0 / b.1).total_cmp(&(a.0 / a.1)));
-        for &(w, secs, len) in &bundles {
+        if bundles.len() > 1 {
+            bundles.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        }
+        for &(_, w, secs, len) in &bundles {
             if (best.chain_weight + w) / (best.chain_secs + secs) > best.ratio() {
                 best.chain_weight += w;
                 best.chain_secs += secs;
@@ -699,43 +842,50 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
         .filter_map(|r| q.dag.get(&r.id))
         .flat_map(|d| d.builds.iter().map(String::as_str))
         .collect();
-    let mut status: Vec<Readiness<'q>> = (0..n)
-        .map(|i| {
-            let p = &q.pending[i];
-            if let Some(why) = &g.doom[i] {
-                return Readiness::Doomed(why.clone());
-            }
-            if !g.waits[i].is_empty() || !g.on_running[i].is_empty() {
-                // Names begin with the zero-padded ID: sorting by ID sorts the names.
-                let mut on: Vec<(JobId, &str)> = g.waits[i]
+    let mut doom = g.doom;
+    // The jobs one job waits for, before sorting (one buffer for all jobs).
+    let mut on: Vec<(JobId, &str)> = Vec::new();
+    let mut status: Vec<Readiness<'q>> = Vec::with_capacity(n);
+    for (i, p) in q.pending.iter().enumerate() {
+        status.push(if let Some(why) = doom[i].take() {
+            Readiness::Doomed(why)
+        } else if !g.waits.of(i).is_empty() || !g.on_running.of(i).is_empty() {
+            // Names begin with the zero-padded ID: sorting by ID sorts the names.
+            on.clear();
+            on.extend(
+                g.waits
+                    .of(i)
                     .iter()
-                    .map(|&d| (q.pending[d].id, q.pending[d].name.as_str()))
-                    .chain(
-                        g.on_running[i]
-                            .iter()
-                            .map(|&r| (q.running[r].id, q.running[r].name.as_str())),
-                    )
-                    .collect();
-                on.sort_unstable();
-                on.dedup();
-                return Readiness::Waiting(on.into_iter().map(|(_, n)| n).collect());
-            }
-            if running_packages.contains(p.package.as_str()) {
-                return Readiness::Conflict(format!("another {} job is running", p.package));
-            }
-            if let Some(node) = q
-                .dag
-                .get(&p.id)
-                .and_then(|d| d.builds.iter().find(|b| running_nodes.contains(b.as_str())))
-            {
-                return Readiness::Conflict(format!(
-                    "a running job builds {node}, which it would build too"
-                ));
-            }
+                    .map(|&d| (q.pending[d].id, q.pending[d].name.as_str())),
+            );
+            on.extend(
+                g.on_running
+                    .of(i)
+                    .iter()
+                    .map(|&r| (q.running[r].id, q.running[r].name.as_str())),
+            );
+            on.sort_unstable();
+            on.dedup();
+            Readiness::Waiting(on.iter().map(|&(_, n)| n).collect())
+        } else if running_packages.contains(p.package.as_str()) {
+            Readiness::Conflict(format!("another {} job is running", p.package))
+        } else if let Some(node) =
+            dag(i).and_then(|d| d.builds.iter().find(|b| running_nodes.contains(b.as_str())))
+        {
+            Readiness::Conflict(format!(
+                "a running job builds {node}, which it would build too"
+            ))
+        } else {
             Readiness::Ready
-        })
-        .collect();
+        });
+    }
 
+    // Done with: freed before the order and the places are allocated.
+    let waiting: Vec<usize> = (0..n).map(|i| g.dependents.of(i).len()).collect();
+    drop(doom);
+    drop(g.waits);
+    drop(g.on_running);
+    drop(g.dependents);
     let class = |s: &Readiness| match s {
         Readiness::Ready => 0u8,
         Readiness::Conflict(_) => 1,
@@ -745,7 +895,7 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
     // One key per job, compared as a tuple: the ranking of the module doc, in order.
     // The ratio is positive, so its IEEE bits order like the number.
     type Key = (u8, bool, u64, Reverse<u64>, Duration, JobId, usize);
-    let mut order: Vec<Key> = (0..n)
+    let mut keys: Vec<Key> = (0..n)
         .map(|i| {
             let r = &rank[i];
             (
@@ -759,32 +909,33 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
             )
         })
         .collect();
-    order.sort_unstable();
+    keys.sort_unstable();
+    let mut order: Vec<usize> = keys.iter().map(|k| k.6).collect();
+    drop(keys);
     let turns = take_turns(
         q,
         policy,
         now,
         &mut order,
         // Ready and not overdue: overdue jobs keep their place (the starvation bound).
-        |k| (k.0 == 0 && k.1).then_some(k.6),
+        |&i| (status[i] == Readiness::Ready && !rank[i].overdue).then_some(i),
         |i| rank[i].ratio(),
     );
 
     // Among ready jobs, two of one package may not start together: the later is held
     // for this round.
-    let mut taken: FastSet<&str> = FastSet::default();
+    let mut taken = vec![false; g.packages];
     let mut taken_nodes: FastSet<&str> = FastSet::default();
     let order = order
         .into_iter()
-        .map(|key| {
-            let i = key.6;
+        .map(|i| {
             let p = &q.pending[i];
             let mut status = std::mem::replace(&mut status[i], Readiness::Ready);
-            if status == Readiness::Ready && !taken.insert(p.package.as_str()) {
+            if status == Readiness::Ready && std::mem::replace(&mut taken[g.package[i]], true) {
                 status = Readiness::Conflict(format!("an earlier {} job goes first", p.package));
             }
             // Nor two that would build a node in common.
-            let builds = q.dag.get(&p.id).map(|d| d.builds.as_slice()).unwrap_or(&[]);
+            let builds = dag(i).map(|d| d.builds.as_slice()).unwrap_or(&[]);
             if status == Readiness::Ready {
                 if let Some(node) = builds.iter().find(|b| taken_nodes.contains(b.as_str())) {
                     status = Readiness::Conflict(format!(
@@ -795,7 +946,6 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
                 }
             }
             let r = &rank[i];
-            let (estimate, estimate_from) = q.estimate(p, policy);
             Ranked {
                 id: p.id,
                 name: p.name.as_str(),
@@ -810,11 +960,11 @@ pub fn plan<'q>(q: &'q QueueState, now: Timestamp, policy: &Policy) -> Plan<'q> 
                         )
                     }),
                     starvation_bound: policy.starvation_bound(),
-                    waiting: g.dependents[i].len(),
+                    waiting: waiting[i],
                     ratio: r.ratio(),
                     chain_len: r.chain_len,
-                    estimate,
-                    estimate_from,
+                    estimate: r.estimate,
+                    estimate_from: r.estimate_from,
                     owner: p.owner.as_str(),
                     turn: turns[i],
                 },
@@ -885,83 +1035,132 @@ where
     if !(base.is_finite() && base > 1.0) {
         return turns;
     }
-    let mut used = usage(q, policy, now);
-    for class in [Priority::High, Priority::Medium, Priority::Low] {
-        // Places of the class in the ranking, and its jobs by owner in ranked order.
-        let mut places: Vec<usize> = Vec::new();
-        let mut owners: Vec<(&str, VecDeque<(usize, usize)>)> = Vec::new();
-        let mut owner_index: FastMap<&str, usize> = FastMap::default();
-        for (place, key) in order.iter().enumerate() {
-            let Some(i) = member(key) else { continue };
-            let p = &q.pending[i];
-            if p.priority != class {
-                continue;
-            }
-            places.push(place);
-            let o = *owner_index.entry(p.owner.as_str()).or_insert_with(|| {
-                owners.push((p.owner.as_str(), VecDeque::new()));
-                owners.len() - 1
-            });
-            owners[o].1.push_back((place, i));
+    // Each class's places in the ranking, in ranked order, with their jobs and owners
+    // (owners numbered as met, so what follows hashes no names).
+    let mut owner_number: FastMap<&str, usize> = FastMap::default();
+    let mut names: Vec<&str> = Vec::new();
+    let mut classes: [Vec<(usize, usize, usize)>; 3] = Default::default();
+    for (place, key) in order.iter().enumerate() {
+        let Some(i) = member(key) else { continue };
+        let p = &q.pending[i];
+        let o = *owner_number.entry(p.owner.as_str()).or_insert_with(|| {
+            names.push(p.owner.as_str());
+            names.len() - 1
+        });
+        let class = match p.priority {
+            Priority::High => 0,
+            Priority::Medium => 1,
+            Priority::Low => 2,
+        };
+        classes[class].push((place, i, o));
+    }
+    let recent = usage(q, policy, now);
+    // Each owner's use, counting the places dealt so far in this plan (in every class).
+    let mut used: Vec<f64> = names
+        .iter()
+        .map(|name| recent.get(name).copied().unwrap_or(0.0))
+        .collect();
+    // When each owner was last served before this plan.
+    let served: Vec<u64> = names
+        .iter()
+        .map(|name| q.last_start.get(*name).map_or(0, |t| t.0.saturating_add(1)))
+        .collect();
+    const END: usize = usize::MAX;
+    for members in &classes {
+        // Per-owner cursors: `first[o]`, its best-ranked job of the class (a position in
+        // `members`), and `next[k]`, the owner's job ranked after the one at k.
+        let mut first = vec![END; names.len()];
+        let mut next = vec![END; members.len()];
+        for (k, &(_, _, o)) in members.iter().enumerate().rev() {
+            next[k] = first[o];
+            first[o] = k;
         }
-        if owners.len() < 2 {
+        let owners = first.iter().filter(|&&k| k != END).count();
+        if owners < 2 {
             continue;
         }
-        let before: Vec<K> = places.iter().map(|&p| order[p].clone()).collect();
-        let served = |name: &str| q.last_start.get(name).map_or(0, |t| t.0.saturating_add(1));
-        // When each owner was last served: before this plan, then by the places it deals
-        // (by owner index, so the scan below hashes no names).
-        let mut when: Vec<u64> = owners.iter().map(|(name, _)| served(name)).collect();
+        let before: Vec<K> = members.iter().map(|&(p, _, _)| order[p].clone()).collect();
+        // When each owner was last served: before this plan, then by the places it deals.
+        let mut when = served.clone();
         // Each owner's use and discount, changed only when it is dealt a place.
-        let mut discount: Vec<(f64, f64)> = owners
-            .iter()
-            .map(|(name, _)| {
-                let u = used.get(name).copied().unwrap_or(0.0);
-                (u, base.powf(-u))
-            })
+        let mut discount: Vec<(f64, f64)> = used.iter().map(|&u| (u, base.powf(-u))).collect();
+        // Each owner's next job, best first: only the owner just dealt a place changes
+        // its standing, so a heap of the owners replaces a scan of them per place.
+        let candidate = |o: usize, k: usize, discount: &[(f64, f64)], when: &[u64]| Candidate {
+            worth: ratio(members[k].1) * discount[o].1,
+            usage: discount[o].0,
+            when: when[o],
+            k,
+            owner: o,
+        };
+        let mut heap: BinaryHeap<Candidate> = (0..names.len())
+            .filter(|&o| first[o] != END)
+            .map(|o| candidate(o, first[o], &discount, &when))
             .collect();
-        for (dealt, &slot) in places.iter().enumerate() {
-            // The owner whose next job is worth most after the discount (few owners:
-            // a scan is cheaper than keeping a heap up to date).
-            let mut best: Option<(f64, f64, u64, usize, usize)> = None;
-            for (o, (_, jobs)) in owners.iter().enumerate() {
-                let Some(&(place, i)) = jobs.front() else {
-                    continue;
-                };
-                let (u, factor) = discount[o];
-                let worth = ratio(i) * factor;
-                let when = when[o];
-                let better = match best {
-                    None => true,
-                    Some((bw, bu, bwhen, bplace, _)) => {
-                        worth > bw
-                            || (worth == bw
-                                && (u < bu || (u == bu && (when, place) < (bwhen, bplace))))
-                    }
-                };
-                if better {
-                    best = Some((worth, u, when, place, o));
-                }
-            }
-            let (_, u, _, place, o) = best.expect("a job is left for every place");
-            let (name, jobs) = &mut owners[o];
-            jobs.pop_front();
-            let i = member(&before[places.binary_search(&place).expect("a place of the class")])
-                .expect("a member");
-            turns[i] = Some(Turn {
+        for (dealt, &(slot, _, _)) in members.iter().enumerate() {
+            let Candidate { k, owner: o, .. } = heap.pop().expect("a job is left for every place");
+            let (u, factor) = discount[o];
+            turns[members[k].1] = Some(Turn {
                 usage: u,
-                factor: base.powf(-u),
-                owners: owner_index.len(),
+                factor,
+                owners,
             });
-            order[slot] =
-                before[places.binary_search(&place).expect("a place of the class")].clone();
-            *used.entry(name).or_default() += 1.0;
+            order[slot] = before[k].clone();
+            used[o] += 1.0;
             discount[o] = (u + 1.0, base.powf(-(u + 1.0)));
-            when[o] = u64::MAX - (places.len() - dealt) as u64;
+            when[o] = u64::MAX - (members.len() - dealt) as u64;
+            if next[k] != END {
+                heap.push(candidate(o, next[k], &discount, &when));
+            }
         }
     }
     turns
 }
+
+/// An owner's next job in [`take_turns`]'s heap. The greatest is dealt first: the most
+/// worth after the discount; among equals, the owner with less use, then the one served
+/// longest ago, then the better-ranked job.
+struct Candidate {
+    worth: f64,
+    usage: f64,
+    when: u64,
+    /// Its position among the class's places (ranked order).
+    k: usize,
+    owner: usize,
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering::{Greater, Less};
+        // Worth and use are finite and not negative: `<` and `>` order them as the
+        // planner always has (no NaN to place).
+        if self.worth > other.worth {
+            Greater
+        } else if self.worth < other.worth {
+            Less
+        } else if self.usage < other.usage {
+            Greater
+        } else if self.usage > other.usage {
+            Less
+        } else {
+            (other.when, other.k).cmp(&(self.when, self.k))
+        }
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
 
 impl Ranked<'_> {
     /// Its value: priority per hour, with the jobs it opens (before any fair-share
@@ -1054,6 +1253,9 @@ impl Ranked<'_> {
         s
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {
@@ -1721,5 +1923,170 @@ mod tests {
         // High class: bob (served never) before alice (served lately), alternating;
         // the medium job stays after the highs.
         assert_eq!(ids(&p), vec![1, 2, 5, 3, 4]);
+    }
+
+    /// A random queue touching every input of the plan: jobs listed out of ID order,
+    /// several of one package, owners sharing classes, `after` naming pending, running,
+    /// finished and unknown jobs, dependencies on queued, running, failed and absent
+    /// packages (cycles included), DAGs sharing nodes and roots, estimates of every
+    /// source, overdue jobs, recent use and last starts.
+    fn random_queue(seed: u64, n: usize, owners: usize, packages: usize) -> QueueState {
+        let mut x = seed | 1;
+        let mut next = move |below: usize| -> usize {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % below.max(1)
+        };
+        const NOW: u64 = 1_000_000;
+        let package = |k: usize| format!("pkg{k}");
+        let owner = |k: usize| format!("user{k}");
+        let node = |k: usize| format!("node{k}@1/{k:07}");
+        // IDs 1..=n for pending jobs (listed shuffled), then running, then finished.
+        let mut ids: Vec<u64> = (1..=n as u64).collect();
+        for k in (1..ids.len()).rev() {
+            ids.swap(k, next(k + 1));
+        }
+        let running_ids = n as u64 + 1..=n as u64 + 3;
+        let finished_ids = n as u64 + 4..=n as u64 + 7;
+        let mut q = QueueState::default();
+        for &id in &ids {
+            let pkg = package(next(packages));
+            // Often the same few jobs, listed twice, then a failed one.
+            let after = (0..next(5).saturating_sub(1))
+                .map(|_| match next(3) {
+                    0 => JobId(1 + next(3) as u64),
+                    1 => JobId(n as u64 + 4 + next(4) as u64),
+                    _ => JobId(1 + next(n + 9) as u64),
+                })
+                .collect();
+            let dependencies = (0..next(4).saturating_sub(1))
+                .map(|_| package(next(packages + 2)))
+                .collect();
+            let priority = [Priority::High, Priority::Medium, Priority::Low][next(3)];
+            q.pending.push(PendingJob {
+                id: JobId(id),
+                name: format!("{id:06}-{pkg}"),
+                package: pkg,
+                owner: owner(next(owners)),
+                priority,
+                dependencies,
+                after,
+                // Few distinct estimates: ties are common, as in a real queue.
+                estimate: (next(3) == 0).then(|| Duration::from_secs(600 * (1 + next(4) as u64))),
+                timeout: (next(4) == 0).then(|| Duration::from_secs(3600 * (1 + next(8) as u64))),
+                // Some submitted over two days ago: overdue.
+                submitted_at: Timestamp(NOW - [10, 3600, 3 * 86400][next(3)] - next(50) as u64),
+            });
+        }
+        for id in running_ids.clone().take(next(4)) {
+            let pkg = package(next(packages + 1));
+            q.running.push(RunningJob {
+                id: JobId(id),
+                name: format!("{id:06}-{pkg}"),
+                package: pkg,
+                owner: owner(next(owners + 1)),
+            });
+        }
+        let outcomes = [Outcome::Done, Outcome::Failed, Outcome::Cancelled];
+        for id in finished_ids {
+            let pkg = package(next(packages + 2));
+            let f = FinishedJob {
+                id: JobId(id),
+                name: format!("{id:06}-{pkg}"),
+                package: pkg.clone(),
+                owner: owner(next(owners)),
+                outcome: outcomes[next(3)],
+                finished_at: Timestamp(NOW - next(4 * 86400) as u64),
+            };
+            if next(2) == 0 {
+                q.finished.insert(f.id, f.clone());
+            }
+            if next(2) == 0 {
+                q.finished_by_package.entry(pkg).or_default().push(f);
+            }
+        }
+        for k in 0..packages {
+            if next(2) == 0 {
+                q.history
+                    .insert(package(k), Duration::from_secs(300 * (1 + next(6) as u64)));
+            }
+        }
+        for k in 0..owners + 1 {
+            if next(2) == 0 {
+                q.last_start
+                    .insert(owner(k), Timestamp(NOW - next(7200) as u64));
+            }
+            if next(2) == 0 {
+                let starts = (0..next(4))
+                    .map(|_| Timestamp(NOW - next(4 * 3600) as u64))
+                    .collect();
+                q.recent_starts.insert(owner(k), starts);
+            }
+        }
+        let nodes = packages + 3;
+        for id in ids.iter().copied().chain(running_ids) {
+            if next(3) == 0 {
+                let builds = (0..next(4)).map(|_| node(next(nodes))).collect();
+                q.dag.insert(
+                    JobId(id),
+                    Dag {
+                        root: node(next(nodes)),
+                        builds,
+                        estimate: (next(2) == 0)
+                            .then(|| Duration::from_secs(600 * (1 + next(4) as u64))),
+                    },
+                );
+            }
+        }
+        q
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(2000)
+        ))]
+        /// The plan is the reference plan, place for place and reason for reason, on
+        /// random queues and policies.
+        #[test]
+        fn the_plan_is_the_reference_plan(
+            seed in proptest::prelude::any::<u64>(),
+            n in 0usize..60,
+            owners in 1usize..5,
+            packages in 1usize..12,
+            overdue_after in proptest::sample::select(vec![0u64, 86400, 2 * 86400]),
+            base in proptest::sample::select(vec![1.0, 1.01, 1.5, 2.0]),
+            half_life in proptest::sample::select(vec![0u64, 1800, 3600]),
+        ) {
+            let q = random_queue(seed, n, owners, packages);
+            let policy = Policy {
+                overdue_after: Duration::from_secs(overdue_after),
+                fair_share_base: base,
+                fair_share_half_life: Duration::from_secs(half_life),
+                ..Policy::default()
+            };
+            let now = Timestamp(1_000_000);
+            let fast = plan(&q, now, &policy);
+            let reference = reference::plan(&q, now, &policy);
+            proptest::prop_assert_eq!(&fast.order, &reference.order);
+            let reasons = |p: &Plan| p.order.iter().map(Ranked::reason).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(reasons(&fast), reasons(&reference));
+        }
+    }
+
+    #[test]
+    fn a_large_queue_is_planned_as_the_reference_plans_it() {
+        // Long chains, big classes with four owners and many ties: what the bench ranks.
+        for seed in 1..=4 {
+            let q = random_queue(seed, 3000, 4, 400);
+            let policy = Policy::default();
+            let now = Timestamp(1_000_000);
+            assert_eq!(
+                plan(&q, now, &policy).order,
+                reference::plan(&q, now, &policy).order,
+                "seed {seed}"
+            );
+        }
     }
 }
