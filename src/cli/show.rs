@@ -23,9 +23,15 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     let (dir, name) = store::find(&ctx.spool, &a.job)?;
     let job = store::read(&ctx.spool, dir, &name)?;
     let mut v = JobView::of(&ctx.spool, dir, &job, Timestamp::now());
-    if v.argv.is_empty() && dir == Dir::Pending {
+    let will_run = v.argv.is_empty() && dir == Dir::Pending;
+    // Read once: needed for a pending job's argv, else only to name the site's mail choice.
+    let cfg = if will_run {
+        Some(ctx.config()?)
+    } else {
+        ctx.config().ok()
+    };
+    if let Some(cfg) = cfg.as_ref().filter(|_| will_run) {
         // What the worker will run, from the same config.
-        let cfg = ctx.config()?;
         let spack = cfg
             .resolve_spack()
             .map(|(p, _)| p.display().to_string())
@@ -60,9 +66,9 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     // Whether the owner gets mail at the end: the job's own choice, else the site's.
     let mail = match job.submission().and_then(|s| s.mail) {
         Some(m) => format!("{} (asked for with the job)", m.as_str()),
-        None => match ctx.config() {
-            Ok(cfg) => format!("{} (the site's setting)", cfg.mail.value.as_str()),
-            Err(_) => "the site's setting".to_string(),
+        None => match &cfg {
+            Some(cfg) => format!("{} (the site's setting)", cfg.mail.value.as_str()),
+            None => "the site's setting".to_string(),
         },
     };
     if a.json {
@@ -157,7 +163,7 @@ pub fn run(ctx: &Ctx, a: Args) -> Result<i32> {
     println!(
         "  argv          {}{}",
         serde_json::to_string(&v.argv).expect("serializes"),
-        if dir == Dir::Pending && v.argv.iter().any(|a| a == "-j") {
+        if will_run && v.argv.iter().any(|a| a == "-j") {
             "  (its -j if it started now)"
         } else {
             ""

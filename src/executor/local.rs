@@ -15,7 +15,7 @@ use super::budget::{CHILD_READ_FD, CHILD_WRITE_FD};
 use super::{Executor, Exit, Handle, Launch, OnExit};
 use crate::error::{IoContext, Result};
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, getppid};
+use nix::unistd::Pid;
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -48,11 +48,7 @@ impl Executor for LocalExecutor {
         // _exit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                // The worker may have died before prctl: then nobody would kill us.
-                if getppid().as_raw() != parent {
-                    nix::libc::_exit(1);
-                }
+                super::die_with(parent)?;
                 if let Some((r, w)) = jobserver {
                     // The pipe's own descriptors are above 9, so neither is overwritten;
                     // dup2's copies are not close-on-exec.

@@ -199,3 +199,15 @@ pub fn clean_env(allow: &[String], marker: (&str, String)) -> Vec<(String, Strin
     env.sort();
     env
 }
+
+/// For a child between fork and exec (async-signal-safe calls only): die with the
+/// worker. SIGKILL comes when the worker dies; if it died before the request took
+/// effect, nobody would send it, so exit at once.
+pub(crate) fn die_with(parent: i32) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() != parent {
+        // SAFETY: _exit is async-signal-safe and ends the child without running anything.
+        unsafe { nix::libc::_exit(1) };
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@
 //! a worker that dies takes its questions with it.
 
 use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, getppid};
+use nix::unistd::Pid;
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -60,13 +60,7 @@ pub fn ask(argv: &[String], env: &[(String, String)], timeout: Duration) -> io::
         .process_group(0);
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if getppid().as_raw() != parent {
-                nix::libc::_exit(1);
-            }
-            Ok(())
-        });
+        cmd.pre_exec(move || super::die_with(parent));
     }
     let mut child = cmd.spawn()?;
     let pgid = Pid::from_raw(child.id() as i32);

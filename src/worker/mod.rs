@@ -4,7 +4,8 @@
 //! and moves each job through the states while an [`Executor`] runs Spack.
 //!
 //! Everything happens on the main thread, driven by one channel of [`Event`]s (file
-//! events, signals, install exits); other threads only send. The loop sleeps in
+//! events, signals, install exits, Spack's and Slurm's answers); other threads only
+//! send. Nothing that may wait on Spack or Slurm runs on this thread. The loop sleeps in
 //! `recv_timeout` until the next event or deadline: no polling on the hot path. It must
 //! never start an install from another thread (see `executor::local` on PDEATHSIG).
 //!
@@ -24,7 +25,8 @@
 //! - `finish`: how a job ends (an install's exit, or no install), recorded from the disk;
 //! - `requests`: cancel, priority, pause, resume;
 //! - `status`: `worker.toml`, `metrics.prom` and the watchdog;
-//! - `cluster`: the Slurm glue (re-attach, tracking, the back-off after a refusal);
+//! - `cluster`: the Slurm glue (re-attach, `sbatch`'s answers, tracking, the back-off
+//!   after a refusal);
 //! - [`signals`]: what a signal does; [`recovery`] at start; after a job ends,
 //!   [`hooks`] and [`mail`].
 
