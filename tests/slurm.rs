@@ -111,8 +111,13 @@ fn cluster() -> Option<(&'static Slurm, MutexGuard<'static, ()>)> {
 
 /// A spool whose worker sends installs to the cluster.
 fn spool(slurm: &Slurm, slurm_section: &str) -> TestSpool {
+    spool_with(slurm, "", slurm_section)
+}
+
+/// The same, with `top` added to the config's top level.
+fn spool_with(slurm: &Slurm, top: &str, slurm_section: &str) -> TestSpool {
     let mut s = TestSpool::with_config(&format!(
-        "executor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n{slurm_section}"
+        "{top}executor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n{slurm_section}"
     ));
     s.env
         .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
@@ -159,6 +164,16 @@ fn slurm_id(s: &TestSpool, rel: &str) -> Option<u64> {
         .ok()
         .and_then(|t| Job::from_toml(&t).ok())
         .and_then(|j| j.state.slurm.and_then(|sl| sl.job_id))
+}
+
+/// Wait until the fake Spack of job `name` (`NNNNNN-PACKAGE`) runs inside its Slurm job;
+/// the job marker its processes carry, to look for them later.
+fn spack_running_in_slurm(s: &TestSpool, name: &str) -> String {
+    let marker = format!("SPACK_INSTALLER_JOB={}/{name}", s.root.display());
+    wait_until("spack running in Slurm", Duration::from_secs(20), || {
+        !support::processes_with(&marker).is_empty()
+    });
+    marker
 }
 
 #[test]
@@ -264,10 +279,7 @@ fn cancel_scancels_the_slurm_job_and_leaves_no_process() {
     s.env.push(("SPACK_FAKE_DELAYS".into(), "slow=120".into()));
     let _w = s.spawn_worker(&[]);
     s.ok(&["submit", "slow"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-slow", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    let marker = spack_running_in_slurm(&s, "000001-slow");
     let id = slurm_id(&s, "running/000001-slow.toml").expect("job ID recorded");
     let listed = slurm_cmd(slurm, "squeue", &["-h", "--format=%i"]);
     assert!(listed.lines().any(|l| l.trim() == id.to_string()));
@@ -556,10 +568,7 @@ fn a_second_slurm_job_for_an_attempt_runs_no_spack_and_is_cancelled() {
     s.env.push(("SPACK_FAKE_DELAYS".into(), "twice=4".into()));
     let w = s.spawn_worker(&[]);
     s.ok(&["submit", "twice"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-twice", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    spack_running_in_slurm(&s, "000001-twice");
     let id = slurm_id(&s, "running/000001-twice.toml").unwrap();
     // exec-job in any other Slurm job than the recorded one runs no Spack.
     let other = (id + 1000).to_string();
@@ -856,10 +865,7 @@ fn a_detaching_stop_leaves_the_build_in_slurm_for_the_next_worker() {
     s.env.push(("SPACK_FAKE_DELAYS".into(), "long=6".into()));
     let mut w = s.spawn_worker(&[]);
     s.ok(&["submit", "long"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-long", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    let marker = spack_running_in_slurm(&s, "000001-long");
     let id = slurm_id(&s, "running/000001-long.toml").unwrap();
     let t = std::time::Instant::now();
     // The worker is our child: reap it while `worker stop` waits for it to go.
@@ -918,10 +924,7 @@ fn a_detaching_stop_leaves_the_build_in_slurm_for_the_next_worker() {
     };
     let mut w = s.spawn_worker(&[]);
     s.ok(&["submit", "long"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000002-long", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    let marker = spack_running_in_slurm(&s, "000002-long");
     let id = slurm_id(&s, "running/000002-long.toml").unwrap();
     w.signal(signal(&first));
     w.signal(signal(&value("KillSignal")));
@@ -946,18 +949,11 @@ fn a_cancel_during_an_outage_is_answered_and_a_spack_that_finished_first_counts(
         return;
     };
     // kill_grace bounds how long `cancel` waits for the job to end.
-    let mut s = TestSpool::with_config(
-        "kill_grace = \"1s\"\nexecutor = \"slurm\"\n[slurm]\npartition = \"debug\"\ntime_limit = \"10m\"\n",
-    );
-    s.env
-        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    let mut s = spool_with(slurm, "kill_grace = \"1s\"\n", "");
     s.env.push(("SPACK_FAKE_DELAYS".into(), "first=3".into()));
     let w = s.spawn_worker(&[]);
     s.ok(&["submit", "first"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-first", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    spack_running_in_slurm(&s, "000001-first");
     let down = Stopped::stop(slurm, "slurmctld");
     // The worker answers (within cancel's 10 s for a receipt, else "not running")
     // although every Slurm command now fails after seconds.
@@ -1109,10 +1105,7 @@ fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
     s.env.push(("SPACK_FAKE_DELAYS".into(), "again=6".into()));
     let _w = s.spawn_worker(&[]);
     s.ok(&["submit", "again"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-again", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    spack_running_in_slurm(&s, "000001-again");
     wait_until("the node recorded", Duration::from_secs(10), || {
         s.read("running/000001-again.toml")
             .contains("state = \"RUNNING\"")
@@ -1149,7 +1142,8 @@ fn a_job_slurm_requeues_counts_its_second_run_as_an_attempt() {
 
 /// A directory holding an `sbatch` that waits at a gate, then runs the real one (put it
 /// first in `PATH`). Each call leaves `DIR/started.PID` and waits for `DIR/open`; with
-/// `DIR/refuse` present it then fails as Slurm does when it refuses a job. A test that
+/// `DIR/refuse` present it then asks the real one for a partition Slurm does not have,
+/// so that Slurm refuses the job. A test that
 /// ends without opening the gate leaves no waiting process: it fails once its directory
 /// is gone (the test's temporary directory removed), or after two minutes.
 fn gated_sbatch(s: &TestSpool) -> (PathBuf, String) {
@@ -1163,7 +1157,7 @@ fn gated_sbatch(s: &TestSpool) -> (PathBuf, String) {
         format!(
             "#!/bin/sh\n: > {d}/started.$$\ni=0\nwhile [ ! -e {d}/open ]; do\n  \
              i=$((i + 1)); [ -d {d} ] && [ $i -lt 2400 ] || exit 1\n  sleep 0.05\ndone\n\
-             if [ -e {d}/refuse ]; then\n  echo 'sbatch: error: Batch job submission failed: the gate said no' >&2\n  exit 1\nfi\n\
+             if [ -e {d}/refuse ]; then\n  exec {real} \"$@\" --partition=refused-at-the-gate\nfi\n\
              exec {real} \"$@\"\n",
             d = dir.display(),
             real = real.display()
@@ -1194,11 +1188,7 @@ fn the_worker_serves_everyone_while_sbatch_hangs_and_a_cancel_then_wins() {
         return;
     };
     // kill_grace bounds how long `cancel` waits for a job being stopped to end.
-    let mut s = TestSpool::with_config(
-        "kill_grace = \"1s\"\nexecutor = \"slurm\"\n[slurm]\npartition = \"debug\"\nmax_jobs = 4\n",
-    );
-    s.env
-        .push(("SLURM_CONF".into(), slurm.conf.display().to_string()));
+    let mut s = spool_with(slurm, "kill_grace = \"1s\"\n", "max_jobs = 4\n");
     let (gate, path) = gated_sbatch(&s);
     s.env.push(("PATH".into(), path));
     let w = s.spawn_worker(&[]);
@@ -1403,10 +1393,7 @@ fn a_time_limit_slurm_enforced_while_no_worker_ran_is_recorded_as_timed_out() {
         .push(("SPACK_FAKE_DELAYS".into(), "overrun=600".into()));
     let mut w = s.spawn_worker(&[]);
     s.ok(&["submit", "--timeout", "1m", "overrun"]);
-    let marker = format!("SPACK_INSTALLER_JOB={}/000001-overrun", s.root.display());
-    wait_until("spack running in Slurm", Duration::from_secs(20), || {
-        !support::processes_with(&marker).is_empty()
-    });
+    spack_running_in_slurm(&s, "000001-overrun");
     let id = slurm_id(&s, "running/000001-overrun.toml")
         .unwrap()
         .to_string();
@@ -1532,4 +1519,48 @@ fn a_detaching_stop_waits_for_an_sbatch_on_its_way_so_its_job_id_is_written() {
     assert!(!log.contains("looking it up by name"), "{log}");
     assert_eq!(slurm_id(&s, "done/000001-onitsway.toml"), id);
     assert_eq!(spack_runs(&s, "onitsway"), 1);
+}
+
+#[test]
+fn a_job_whose_sbatch_died_with_its_worker_and_never_landed_is_requeued_uncounted() {
+    let Some((slurm, _serial)) = cluster() else {
+        return;
+    };
+    let mut s = spool(slurm, "");
+    let (gate, path) = gated_sbatch(&s);
+    s.env.push(("PATH".into(), path));
+    let mut w = s.spawn_worker(&[]);
+    s.ok(&["submit", "unlanded"]);
+    wait_until(
+        "sbatch waiting at the gate",
+        Duration::from_secs(10),
+        || waiting_at_gate(&gate) == 1,
+    );
+    w.signal(Signal::SIGKILL);
+    w.wait(Duration::from_secs(5));
+    // The orphaned sbatch is refused by Slurm: the job never lands.
+    fs::write(gate.join("refuse"), "").unwrap();
+    fs::write(gate.join("open"), "").unwrap();
+    wait_until("the orphaned sbatch ended", Duration::from_secs(20), || {
+        waiting_at_gate(&gate) == 0
+    });
+    fs::remove_file(gate.join("refuse")).unwrap();
+    assert_eq!(slurm_id(&s, "running/000001-unlanded.toml"), None);
+
+    let out = s.drain();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("Slurm never got it"), "{log}");
+    assert_eq!(
+        s.where_is("000001-unlanded").as_deref(),
+        Some("done"),
+        "{log}"
+    );
+    // The attempt Slurm never ran is not counted.
+    assert_eq!(record(&s, "done/000001-unlanded.toml").state.attempts, 1);
+    assert_eq!(spack_runs(&s, "unlanded"), 1);
+    let job_log = s.read("logs/000001-unlanded.log");
+    assert!(
+        job_log.contains("which never got it; back to pending"),
+        "{job_log}"
+    );
 }
